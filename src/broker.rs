@@ -1,0 +1,36 @@
+//! The broker's shared state: what every request reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::inbound::Validator;
+use crate::mint::KeyRing;
+use crate::policy::PolicySet;
+use crate::storage::Storage;
+
+/// Lifetimes of issued tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// When the policy sets no ttl.
+    pub default_ttl: Duration,
+    /// Never exceeded.
+    pub max_ttl: Duration,
+}
+
+/// Everything an exchange needs, shared by all workers.
+pub struct Broker {
+    /// The broker's `iss`.
+    pub issuer_url: String,
+    /// Issuers and policies in force; replaced whole on change.
+    pub policies: ArcSwap<PolicySet>,
+    /// Inbound token validation (with the issuers' key cache).
+    pub validator: Validator,
+    /// Signing keys in force.
+    pub keys: ArcSwap<KeyRing>,
+    /// Persistence.
+    pub store: Arc<dyn Storage>,
+    /// Issued token lifetimes.
+    pub lifetimes: Lifetimes,
+}

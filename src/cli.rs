@@ -1,0 +1,252 @@
+//! The command line. Exit codes: 0 success, 1 the check failed, 2 usage or environment.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::config::Config;
+use crate::policy::Limits;
+use crate::policy::load::Bundle;
+use crate::startup::{Application, Options};
+
+/// sts-broker: exchange OIDC tokens from CI and workloads for short-lived, scoped tokens.
+#[derive(Debug, Parser)]
+#[command(name = "sts-broker", version, about)]
+pub struct Cli {
+    /// Configuration file (default: $STS_BROKER_CONFIG, else ./sts-broker.toml if present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve {
+        /// Start a built-in development identity provider and example policies.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Inspect tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Development helpers (talk to a broker started with `serve --dev`).
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Check every document in DIR offline; errors name file:line.
+    Lint {
+        /// Folder of YAML documents.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a JWT's header and claims (no verification). `-` reads stdin.
+    Decode {
+        /// The token, or `-`.
+        token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Mint a token from the development identity provider.
+    Token {
+        /// The broker started with `serve --dev`.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        broker: String,
+        /// The token's `sub`.
+        #[arg(long)]
+        sub: Option<String>,
+        /// The token's `aud` (default: the broker).
+        #[arg(long)]
+        aud: Option<String>,
+        /// An extra claim, `name=value` (repeatable); the value is JSON if it parses as JSON.
+        #[arg(long = "claim", value_name = "NAME=VALUE")]
+        claims: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        ttl: Option<i64>,
+    },
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { dev } => serve(cli.config, dev).await,
+        Command::Policy {
+            command: PolicyCommand::Lint { dir },
+        } => lint(cli.config, &dir),
+        Command::Token {
+            command: TokenCommand::Decode { token },
+        } => decode(&token),
+        Command::Dev {
+            command:
+                DevCommand::Token {
+                    broker,
+                    sub,
+                    aud,
+                    claims,
+                    ttl,
+                },
+        } => dev_token(&broker, sub, aud, &claims, ttl).await,
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(path.as_deref()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn serve(path: Option<PathBuf>, dev: bool) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    crate::telemetry::init(config.log_format);
+    let app = match Application::build(config, Options { dev }).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if dev {
+        eprintln!(
+            "development mode: mint a token with `sts-broker dev token --broker {}`",
+            app.issuer_url()
+        );
+    }
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn lint(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let limits = Limits {
+        max_ttl: config.max_ttl.0,
+        allow_insecure_loopback_issuers: config.allow_insecure_loopback_issuers,
+    };
+    let result = Bundle::load_dir(dir).and_then(|b| b.compile_over(&[], &[], &limits));
+    match result {
+        Ok(set) => {
+            println!(
+                "ok: {} issuers, {} policies",
+                set.issuers().count(),
+                set.policies().count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            eprintln!("{} error(s)", errors.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn decode(arg: &str) -> ExitCode {
+    let mut token = arg.to_owned();
+    if arg == "-" {
+        token.clear();
+        if std::io::stdin()
+            .take(1 << 20)
+            .read_to_string(&mut token)
+            .is_err()
+        {
+            eprintln!("error: cannot read stdin");
+            return ExitCode::from(2);
+        }
+    }
+    let token = token.trim();
+    let part = |i: usize| -> Option<Value> {
+        let bytes = crate::jose::b64url_decode(token.split('.').nth(i)?)?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    match (part(0), part(1)) {
+        (Some(header), Some(claims)) => {
+            let out = json!({"header": header, "claims": claims, "verified": false});
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("error: not a JWT (expected header.payload.signature in base64url JSON)");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dev_token(
+    broker: &str,
+    sub: Option<String>,
+    aud: Option<String>,
+    claims: &[String],
+    ttl: Option<i64>,
+) -> ExitCode {
+    let mut extra = Map::new();
+    for claim in claims {
+        let Some((name, value)) = claim.split_once('=') else {
+            eprintln!("error: --claim takes NAME=VALUE, got {claim:?}");
+            return ExitCode::from(2);
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        extra.insert(name.to_owned(), value);
+    }
+    let body = json!({"sub": sub, "aud": aud, "claims": extra, "ttl_seconds": ttl});
+    let url = format!("{}{}/token", broker.trim_end_matches('/'), crate::dev::PATH);
+    let response = reqwest::Client::new().post(&url).json(&body).send().await;
+    let answer: Result<Value, String> = match response {
+        Ok(r) if r.status().is_success() => r.json().await.map_err(|e| e.to_string()),
+        Ok(r) => Err(format!(
+            "{} answered {}: is it running with `serve --dev`?",
+            url,
+            r.status()
+        )),
+        Err(e) => Err(format!("cannot reach {url}: {e}")),
+    };
+    match answer.as_ref().ok().and_then(|v| v["token"].as_str()) {
+        Some(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!(
+                "error: {}",
+                answer
+                    .err()
+                    .unwrap_or_else(|| "no token in the answer".into())
+            );
+            ExitCode::from(2)
+        }
+    }
+}

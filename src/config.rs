@@ -1,0 +1,312 @@
+//! Broker configuration: defaults, then `sts-broker.toml`, then `STS_BROKER_*` variables.
+//!
+//! Unknown keys are refused so that a typo (`max_tll`) cannot silently leave a default in
+//! force. Secrets are wrapped in [`Secret`], whose `Debug` never shows the value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_PATH_ENV: &str = "STS_BROKER_CONFIG";
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "STS_BROKER_";
+
+/// A secret value: printed as `***` by `Debug` so it cannot reach a log by accident.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Algorithm the broker signs its own tokens with.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum SigningAlgorithm {
+    /// ECDSA P-256 with SHA-256 (default: small, fast).
+    ES256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys.
+    RS256,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl SigningAlgorithm {
+    /// The JOSE `alg` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+}
+
+/// A duration written as humans do (`15m`, `30d`, `1h 30m`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim())
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+/// The whole configuration. Every field is documented in the README's table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to serve on.
+    pub listen: SocketAddr,
+    /// The broker's own `iss` and the public base URL of its discovery documents.
+    /// Defaults to `http://<listen>`.
+    pub issuer_url: Option<String>,
+    /// `sqlite://…` (embedded default).
+    pub database_url: Secret,
+    /// Folder of YAML policy documents applied at start.
+    pub policies_dir: Option<PathBuf>,
+    /// Algorithm of issued tokens.
+    pub signing_algorithm: SigningAlgorithm,
+    /// Lifetime of an issued token when its policy sets none.
+    pub default_ttl: HumanDuration,
+    /// Hard ceiling on any issued token's lifetime.
+    pub max_ttl: HumanDuration,
+    /// Bootstrap admin secret.
+    pub admin_token: Option<Secret>,
+    /// File holding the bootstrap admin secret.
+    pub admin_token_file: Option<PathBuf>,
+    /// PEM certificate chain for HTTPS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    pub tls_key_file: Option<PathBuf>,
+    /// 32 random bytes, base64: encrypts signing keys at rest.
+    pub key_encryption_key: Option<Secret>,
+    /// File holding the key-encryption key.
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// How often the signing key rotates.
+    pub key_rotation_period: HumanDuration,
+    /// Per client address, e.g. `100/s`; `0` turns it off.
+    pub rate_limit_per_client: String,
+    /// Per (issuer, subject), e.g. `600/m`; `0` turns it off.
+    pub rate_limit_per_subject: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Accept `http://127.0.0.1…` / `http://localhost…` issuer URLs (tests, dev).
+    pub allow_insecure_loopback_issuers: bool,
+    /// Clock-skew leeway for inbound `exp`/`nbf`/`iat`.
+    pub clock_leeway: HumanDuration,
+    /// Least time between two JWKS refetches of one issuer triggered by an unknown `kid`.
+    pub jwks_refetch_cooldown: HumanDuration,
+    /// How long fetched issuer keys are used before they are fetched again.
+    pub jwks_cache_ttl: HumanDuration,
+    /// Timeout of one discovery or JWKS request.
+    pub upstream_timeout: HumanDuration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            issuer_url: None,
+            database_url: Secret::new("sqlite://data/sts-broker.db"),
+            policies_dir: None,
+            signing_algorithm: SigningAlgorithm::ES256,
+            default_ttl: HumanDuration(Duration::from_secs(15 * 60)),
+            max_ttl: HumanDuration(Duration::from_secs(3600)),
+            admin_token: None,
+            admin_token_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            key_encryption_key: None,
+            key_encryption_key_file: None,
+            key_rotation_period: HumanDuration(Duration::from_secs(30 * 86400)),
+            rate_limit_per_client: "0".into(),
+            rate_limit_per_subject: "0".into(),
+            log_format: LogFormat::Text,
+            allow_insecure_loopback_issuers: false,
+            clock_leeway: HumanDuration(Duration::from_secs(60)),
+            jwks_refetch_cooldown: HumanDuration(Duration::from_secs(30)),
+            jwks_cache_ttl: HumanDuration(Duration::from_secs(600)),
+            upstream_timeout: HumanDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file, a variable or a value is wrong; the message names it.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then the TOML file (if any), then `STS_BROKER_*` variables.
+    ///
+    /// `path` comes from `--config`; without it `STS_BROKER_CONFIG` is read, and without that
+    /// `sts-broker.toml` in the working directory is used when it exists.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let explicit = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_PATH_ENV).map(PathBuf::from));
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match explicit {
+            Some(file) if !file.exists() => {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            Some(file) => figment = figment.merge(Toml::file_exact(file)),
+            None if Path::new("sts-broker.toml").exists() => {
+                figment = figment.merge(Toml::file_exact("sts-broker.toml"))
+            }
+            None => {}
+        }
+        // `CONFIG` names the file itself, not a key.
+        let env = Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .filter(|key| key.as_str() != "config");
+        let mut config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.resolve_files()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads the `*_file` variants of secrets, so secrets can come from mounted files.
+    fn resolve_files(&mut self) -> Result<(), ConfigError> {
+        if self.admin_token.is_none()
+            && let Some(file) = &self.admin_token_file
+        {
+            self.admin_token = Some(read_secret_file(file, "admin_token_file")?);
+        }
+        if self.key_encryption_key.is_none()
+            && let Some(file) = &self.key_encryption_key_file
+        {
+            self.key_encryption_key = Some(read_secret_file(file, "key_encryption_key_file")?);
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.max_ttl.0.is_zero() || self.default_ttl.0.is_zero() {
+            return bad("default_ttl and max_ttl must be positive".into());
+        }
+        if self.default_ttl > self.max_ttl {
+            return bad(format!(
+                "default_ttl ({:?}) exceeds max_ttl ({:?})",
+                self.default_ttl, self.max_ttl
+            ));
+        }
+        let issuer = self.issuer_url();
+        match url::Url::parse(&issuer) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
+            _ => return bad(format!("issuer_url {issuer:?} is not an http(s) URL")),
+        }
+        if issuer.ends_with('/') {
+            return bad(format!("issuer_url {issuer:?} must not end with '/'"));
+        }
+        if let Some(token) = &self.admin_token
+            && token.expose().len() < 16
+        {
+            return bad("admin_token must be at least 16 characters".into());
+        }
+        Ok(())
+    }
+
+    /// The broker's `iss`: `issuer_url`, or `http://<listen>` when unset.
+    pub fn issuer_url(&self) -> String {
+        self.issuer_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// True when the configured database is the embedded SQLite one.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.expose().starts_with("sqlite:")
+    }
+}
+
+fn read_secret_file(path: &Path, key: &str) -> Result<Secret, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| Secret::new(s.trim()))
+        .map_err(|e| ConfigError::Invalid(format!("{key}: cannot read {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let config = Config {
+            admin_token: Some(Secret::new("super-secret-admin-token")),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("super-secret"), "{shown}");
+    }
+
+    #[test]
+    fn durations_parse_as_humans_write_them() {
+        let d: HumanDuration = serde_json::from_str("\"30d\"").unwrap();
+        assert_eq!(d.0, Duration::from_secs(30 * 86400));
+        assert!(serde_json::from_str::<HumanDuration>("\"soon\"").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("max_tll = \"2h\""));
+        let err = figment.extract::<Config>().unwrap_err().to_string();
+        assert!(err.contains("max_tll"), "{err}");
+    }
+}

@@ -1,0 +1,327 @@
+//! The token exchange itself (RFC 8693): validate the subject token, choose the policy,
+//! mint, audit. Transport-free: routes call [`Broker::exchange`] and map its result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::audit::{AuditEvent, Decision};
+use crate::broker::Broker;
+use crate::inbound::{InboundError, Validated};
+use crate::policy::trust::Rendered;
+use crate::policy::{Check, PolicySet, TrustPolicy};
+
+/// What the client asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeRequest {
+    /// The inbound OIDC token.
+    pub subject_token: String,
+    /// Requested `aud` of the issued token.
+    pub audience: Option<String>,
+    /// Requested scopes (`None`: all granted).
+    pub scopes: Option<Vec<String>>,
+    /// Evaluate only this policy.
+    pub policy: Option<String>,
+}
+
+/// Who asked, and when.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Echoed to the client and recorded in the audit log.
+    pub request_id: String,
+    /// The peer address.
+    pub client_addr: Option<String>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// A token the broker issued.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The JWT.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// The policy that granted it.
+    pub policy: String,
+}
+
+/// Why no token was issued. `Display` is safe for clients: it never says which policy nearly
+/// matched or what it expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The subject token failed validation.
+    #[error(transparent)]
+    Inbound(#[from] InboundError),
+    /// No policy admits the token.
+    #[error("no trust policy admits the subject token")]
+    NotAdmitted,
+    /// `audience` omitted while the admitting policy grants several.
+    #[error("audience is required: the admitting policy grants several")]
+    AudienceRequired,
+    /// The requested audience is not granted.
+    #[error("the requested audience cannot be granted")]
+    InvalidTarget,
+    /// A requested scope is not granted.
+    #[error("the requested scope cannot be granted")]
+    InvalidScope,
+    /// Signing or auditing failed: fail closed.
+    #[error("the broker cannot issue tokens right now")]
+    Unavailable,
+}
+
+impl ExchangeError {
+    /// Stable reason code for audit and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Inbound(e) => e.code(),
+            Self::NotAdmitted => "not_admitted",
+            Self::AudienceRequired => "audience_required",
+            Self::InvalidTarget => "audience_not_granted",
+            Self::InvalidScope => "scope_not_granted",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// How one policy judged one token (for explanations and the audit trail).
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyTrace {
+    /// The policy.
+    pub policy: String,
+    /// `selected`, `not_admitted`, `audience_not_granted`, `audience_required`,
+    /// `scope_not_granted`.
+    pub outcome: &'static str,
+    /// Every check with its result.
+    pub checks: Vec<Check>,
+}
+
+/// The policy chosen and what it grants this request.
+#[derive(Debug)]
+pub struct Decided {
+    /// The policy.
+    pub policy: Arc<TrustPolicy>,
+    /// The issued `aud`.
+    pub audience: String,
+    /// The issued scopes.
+    pub scopes: Vec<String>,
+    /// Issued subject (unprefixed) and mapped claims.
+    pub rendered: Rendered,
+}
+
+/// Chooses the policy for a validated token. With `policy`, only that one is evaluated;
+/// otherwise policies of the token's issuer are tried in name order and the first that
+/// admits the token and can grant the audience and scopes wins. With `trace`, every
+/// candidate's checks are recorded (the admin explanation runs this same code).
+pub fn decide(
+    set: &PolicySet,
+    token: &Validated,
+    req: &ExchangeRequest,
+    mut trace: Option<&mut Vec<PolicyTrace>>,
+) -> Result<Decided, ExchangeError> {
+    let issuer = &token.issuer.name;
+    let candidates: &[Arc<TrustPolicy>] = match &req.policy {
+        Some(name) => match set.policy(name) {
+            Some(p) if &p.issuer == issuer => std::slice::from_ref(p),
+            _ => &[],
+        },
+        None => set.policies_for(issuer),
+    };
+    let mut failure = None;
+    for policy in candidates {
+        let mut checks = trace.as_ref().map(|_| Vec::new());
+        let outcome = judge(policy, token, req, checks.as_mut());
+        if let (Some(t), Some(checks)) = (trace.as_deref_mut(), checks) {
+            let name = match &outcome {
+                Ok(_) => "selected",
+                Err(Some(e)) => e.code(),
+                Err(None) => "not_admitted",
+            };
+            t.push(PolicyTrace {
+                policy: policy.name.clone(),
+                outcome: name,
+                checks,
+            });
+        }
+        match outcome {
+            Ok(decided) => return Ok(decided),
+            Err(Some(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(None) => {}
+        }
+    }
+    Err(failure.unwrap_or(ExchangeError::NotAdmitted))
+}
+
+/// One policy against one request: `Err(None)` when it does not admit the token,
+/// `Err(Some(_))` when it admits it but cannot grant what was asked.
+fn judge(
+    policy: &Arc<TrustPolicy>,
+    token: &Validated,
+    req: &ExchangeRequest,
+    mut checks: Option<&mut Vec<Check>>,
+) -> Result<Decided, Option<ExchangeError>> {
+    if !policy.admits(&token.claims, checks.as_deref_mut()) {
+        return Err(None);
+    }
+    let rendered = policy.render(&token.claims, checks).ok_or(None)?;
+    let grant = &policy.grant;
+    let audience = match &req.audience {
+        Some(a) if grant.audience.contains(a) => a.clone(),
+        Some(_) => return Err(Some(ExchangeError::InvalidTarget)),
+        None if grant.audience.len() == 1 => grant.audience[0].clone(),
+        None => return Err(Some(ExchangeError::AudienceRequired)),
+    };
+    let scopes = match &req.scopes {
+        None => grant.scopes.clone(),
+        Some(asked) if asked.iter().all(|s| grant.scopes.contains(s)) => asked.clone(),
+        Some(_) => return Err(Some(ExchangeError::InvalidScope)),
+    };
+    Ok(Decided {
+        policy: policy.clone(),
+        audience,
+        scopes,
+        rendered,
+    })
+}
+
+impl Broker {
+    /// Runs one exchange and records it in the audit log before returning. A token whose
+    /// audit record cannot be written is never returned.
+    pub async fn exchange(
+        &self,
+        req: &ExchangeRequest,
+        ctx: &RequestContext,
+    ) -> Result<Issued, ExchangeError> {
+        let set = self.policies.load_full();
+        let mut event = AuditEvent {
+            request_id: ctx.request_id.clone(),
+            time: ctx.now,
+            kind: "exchange",
+            decision: Some(Decision::Deny),
+            reason: String::new(),
+            client_addr: ctx.client_addr.clone(),
+            policy: None,
+            inbound_iss: None,
+            inbound_sub: None,
+            inbound_jti: None,
+            issued_jti: None,
+            issued_exp: None,
+            detail: json!({"audience": req.audience, "scope": req.scopes, "policy": req.policy}),
+        };
+        let result = self.try_exchange(&set, req, ctx, &mut event).await;
+        match &result {
+            Ok(issued) => {
+                event.decision = Some(Decision::Allow);
+                event.reason = "issued".into();
+                event.policy = Some(issued.policy.clone());
+            }
+            Err(e) => event.reason = e.code().into(),
+        }
+        if let Err(e) = self.store.append_audit(std::slice::from_ref(&event)).await {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "audit write failed; failing closed");
+            return Err(ExchangeError::Unavailable);
+        }
+        tracing::info!(
+            request_id = %ctx.request_id,
+            decision = event.decision.map_or("", |d| d.as_str()),
+            reason = %event.reason,
+            policy = event.policy.as_deref().unwrap_or(""),
+            "exchange"
+        );
+        result
+    }
+
+    async fn try_exchange(
+        &self,
+        set: &PolicySet,
+        req: &ExchangeRequest,
+        ctx: &RequestContext,
+        event: &mut AuditEvent,
+    ) -> Result<Issued, ExchangeError> {
+        let token = match self
+            .validator
+            .validate(set, &req.subject_token, ctx.now)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                if let InboundError::UnknownIssuer { iss } = &e {
+                    event.inbound_iss = iss.as_ref().map(|i| i.chars().take(256).collect());
+                }
+                return Err(e.into());
+            }
+        };
+        event.inbound_iss = Some(token.issuer.url.clone());
+        event.inbound_sub = Some(token.subject.clone());
+        event.inbound_jti = token.jti.clone();
+        let decided = match decide(set, &token, req, None) {
+            Ok(d) => d,
+            Err(e) => {
+                // The slow path, only on denial: record why, per policy, for admins.
+                let mut trace = Vec::new();
+                let _ = decide(set, &token, req, Some(&mut trace));
+                event.detail["trace"] = serde_json::to_value(&trace).unwrap_or_default();
+                return Err(e);
+            }
+        };
+        event.policy = Some(decided.policy.name.clone());
+        let (issued, jti, exp) = self.mint(&token, &decided, ctx.now)?;
+        event.issued_jti = Some(jti);
+        event.issued_exp = Some(exp);
+        Ok(issued)
+    }
+
+    fn mint(
+        &self,
+        token: &Validated,
+        decided: &Decided,
+        now: i64,
+    ) -> Result<(Issued, String, i64), ExchangeError> {
+        let ttl: Duration = decided
+            .policy
+            .grant
+            .ttl
+            .unwrap_or(self.lifetimes.default_ttl)
+            .min(self.lifetimes.max_ttl);
+        let exp = now + ttl.as_secs() as i64;
+        let jti = uuid::Uuid::new_v4().to_string();
+        let scope = decided.scopes.join(" ");
+        let mut claims: Map<String, Value> = decided.rendered.claims.clone();
+        let standard = json!({
+            "iss": self.issuer_url,
+            "sub": format!("{}{}", token.issuer.subject_prefix, decided.rendered.subject),
+            "aud": decided.audience,
+            "exp": exp,
+            "iat": now,
+            "nbf": now,
+            "jti": jti,
+            "scope": scope,
+            "client_id": decided.policy.name,
+            "act": {"iss": token.issuer.url, "sub": token.subject},
+        });
+        if let Value::Object(std) = standard {
+            claims.extend(std);
+        }
+        let keys = self.keys.load();
+        let access_token = keys
+            .active
+            .sign_jwt(&Value::Object(claims), "at+jwt")
+            .map_err(|e| {
+                tracing::error!(error = %e, "signing failed");
+                ExchangeError::Unavailable
+            })?;
+        let issued = Issued {
+            access_token,
+            expires_in: exp - now,
+            scope,
+            policy: decided.policy.name.clone(),
+        };
+        Ok((issued, jti, exp))
+    }
+}

@@ -1,0 +1,25 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (database and keys ready).
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::broker::Broker;
+
+/// Liveness.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Readiness: the broker's own database answers and a signing key is loaded. Upstream
+/// issuers are not part of it: one issuer being down must not take every replica out.
+pub async fn readyz(broker: web::Data<Broker>) -> HttpResponse {
+    match broker.store.ping().await {
+        Ok(()) => HttpResponse::Ok()
+            .json(json!({"status": "ready", "signing_key": broker.keys.load().active.kid})),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unavailable");
+            HttpResponse::ServiceUnavailable()
+                .json(json!({"status": "unavailable", "database": "down"}))
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! HTTP routes: thin adapters from requests to the domain and back.
+
+pub mod body;
+mod health;
+mod metadata;
+pub mod oauth_error;
+pub mod request_id;
+mod sts_exchange;
+pub mod token;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+
+use oauth_error::OAuthError;
+use request_id::RequestId;
+
+/// Registers every public route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/token")
+            .route(web::post().to(token::exchange))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/sts/exchange")
+            .route(web::get().to(sts_exchange::exchange))
+            .route(web::post().to(sts_exchange::exchange))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .route(
+        "/.well-known/openid-configuration",
+        web::get().to(metadata::discovery),
+    )
+    .route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(metadata::discovery),
+    )
+    .route("/.well-known/jwks.json", web::get().to(metadata::jwks))
+    .route("/.well-known/jwks", web::get().to(metadata::jwks))
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz));
+}
+
+async fn method_not_allowed(id: RequestId) -> HttpResponse {
+    OAuthError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        "method not allowed",
+    )
+    .response(&id.0)
+}
+
+/// JSON 404 for every unknown path.
+pub async fn not_found(id: RequestId) -> HttpResponse {
+    OAuthError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").response(&id.0)
+}

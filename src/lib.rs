@@ -1,0 +1,22 @@
+//! sts-broker: an OIDC token-exchange broker (RFC 8693 security token service).
+//!
+//! A workload presents an OIDC token from an issuer it already has; the broker validates it
+//! ([`inbound`]), finds a trust policy that admits its claims ([`policy`]), and mints a
+//! short-lived token of its own ([`mint`]), recording the decision ([`audit`]).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod exchange;
+pub mod http;
+pub mod inbound;
+pub mod jose;
+pub mod mint;
+pub mod policy;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

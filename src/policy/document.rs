@@ -1,0 +1,260 @@
+//! The policy documents as admins write them (YAML files or admin-API JSON).
+//!
+//! Parsing is strict: unknown fields are refused, so a misspelt `claim:` can never turn a
+//! constraint into nothing. These types only describe; [`super::set`] validates and compiles.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::config::HumanDuration;
+
+/// The two kinds of document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    /// An identity provider whose tokens the broker accepts.
+    Issuer,
+    /// A rule that admits some of an issuer's tokens and says what they get.
+    TrustPolicy,
+}
+
+impl Kind {
+    /// The name used in `kind:` and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Issuer => "Issuer",
+            Kind::TrustPolicy => "TrustPolicy",
+        }
+    }
+
+    /// Parses a `kind:` value.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "Issuer" => Some(Kind::Issuer),
+            "TrustPolicy" => Some(Kind::TrustPolicy),
+            _ => None,
+        }
+    }
+}
+
+/// `kind: Issuer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerDoc {
+    /// Accepted (and ignored) so one struct reads both YAML and admin JSON.
+    #[serde(default, skip_serializing)]
+    pub kind: Option<String>,
+    /// Name that policies refer to.
+    pub name: String,
+    /// Must equal the inbound token's `iss` exactly.
+    pub url: String,
+    /// Accepted inbound `aud` values; mandatory.
+    pub audiences: Vec<String>,
+    /// Accepted inbound algorithms; default `[RS256, ES256]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<Vec<String>>,
+    /// Prefix of the issued `sub`; `-` means none; default `<name>:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_prefix: Option<String>,
+    /// Anyone can get a token from this issuer: policies must pin an owner.
+    #[serde(default)]
+    pub shared: bool,
+    /// Each `jti` is exchanged at most once.
+    #[serde(default)]
+    pub replay_protection: bool,
+    /// Inbound `exp - iat` may not exceed this; default 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_token_lifetime: Option<HumanDuration>,
+    /// Free text for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `kind: TrustPolicy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustPolicyDoc {
+    /// Accepted (and ignored) so one struct reads both YAML and admin JSON.
+    #[serde(default, skip_serializing)]
+    pub kind: Option<String>,
+    /// Unique name; also the issued token's `client_id`.
+    pub name: String,
+    /// Free text for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Name of the `Issuer` document whose tokens this policy judges.
+    pub issuer: String,
+    /// Matcher for the inbound `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<MatcherDoc>,
+    /// Every listed claim must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, MatcherDoc>,
+    /// What an admitted token gets.
+    pub grant: GrantDoc,
+}
+
+/// What an admitted token may be issued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantDoc {
+    /// The issued token's possible `aud` values.
+    pub audience: OneOrMany,
+    /// The scopes it may carry.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Lifetime ceiling for this policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<HumanDuration>,
+    /// Template of the issued `sub` (before the issuer's prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Claims copied into the issued token, as templates over inbound claims.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
+}
+
+/// A list that may also be written as a single string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "OneOrManyRepr", into = "Vec<String>")]
+pub struct OneOrMany(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrManyRepr {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrManyRepr> for OneOrMany {
+    fn from(r: OneOrManyRepr) -> Self {
+        match r {
+            OneOrManyRepr::One(s) => OneOrMany(vec![s]),
+            OneOrManyRepr::Many(v) => OneOrMany(v),
+        }
+    }
+}
+
+impl From<OneOrMany> for Vec<String> {
+    fn from(v: OneOrMany) -> Self {
+        v.0
+    }
+}
+
+/// A claim matcher as written: a plain value, `{glob}`, `{regex}` or `{one_of}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MatcherDoc {
+    /// Exact, case-sensitive equality.
+    Exact(String),
+    /// `*` never crosses `/` or `:`; `**` does.
+    Glob(String),
+    /// Anchored at both ends, as a whole.
+    Regex(String),
+    /// Exactly one of these values.
+    OneOf(Vec<String>),
+}
+
+impl Serialize for MatcherDoc {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            MatcherDoc::Exact(v) => s.serialize_str(v),
+            MatcherDoc::Glob(v) => single(s, "glob", v),
+            MatcherDoc::Regex(v) => single(s, "regex", v),
+            MatcherDoc::OneOf(v) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("one_of", v)?;
+                m.end()
+            }
+        }
+    }
+}
+
+fn single<S: Serializer>(s: S, key: &str, value: &str) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(1))?;
+    m.serialize_entry(key, value)?;
+    m.end()
+}
+
+impl<'de> Deserialize<'de> for MatcherDoc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MatcherVisitor)
+    }
+}
+
+struct MatcherVisitor;
+
+/// One scalar inside `one_of`: strings, and numbers/booleans as their text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn into_text(self) -> String {
+        match self {
+            Scalar::Str(s) => s,
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for MatcherVisitor {
+    type Value = MatcherDoc;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string, or a map with exactly one of `glob`, `regex`, `one_of`")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<MatcherDoc, E> {
+        Ok(MatcherDoc::Exact(v.to_owned()))
+    }
+    // Unquoted YAML numbers and booleans mean their text, as tokens compare them.
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<MatcherDoc, E> {
+        Ok(MatcherDoc::Exact(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<MatcherDoc, E> {
+        Ok(MatcherDoc::Exact(v.to_string()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<MatcherDoc, E> {
+        Ok(MatcherDoc::Exact(v.to_string()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MatcherDoc, A::Error> {
+        let Some(key) = map.next_key::<String>()? else {
+            return Err(de::Error::custom(
+                "empty matcher: use a string, or one of `glob`, `regex`, `one_of`",
+            ));
+        };
+        let matcher = match key.as_str() {
+            "glob" => MatcherDoc::Glob(map.next_value()?),
+            "regex" => MatcherDoc::Regex(map.next_value()?),
+            "one_of" => MatcherDoc::OneOf(
+                map.next_value::<Vec<Scalar>>()?
+                    .into_iter()
+                    .map(Scalar::into_text)
+                    .collect(),
+            ),
+            other => {
+                return Err(de::Error::custom(format!(
+                    "unknown matcher `{other}`, expected one of `glob`, `regex`, `one_of`"
+                )));
+            }
+        };
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(de::Error::custom(format!(
+                "a matcher has exactly one key; `{extra}` is one too many"
+            )));
+        }
+        Ok(matcher)
+    }
+}

@@ -1,0 +1,142 @@
+//! A registered identity provider, validated.
+
+use std::time::Duration;
+
+use super::document::IssuerDoc;
+use crate::jose::InboundAlg;
+
+/// Default ceiling on an inbound token's `exp - iat`.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// An issuer whose tokens the broker accepts.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// Name policies refer to.
+    pub name: String,
+    /// Exact `iss` value.
+    pub url: String,
+    /// Accepted inbound `aud` values.
+    pub audiences: Vec<String>,
+    /// Accepted inbound algorithms.
+    pub algorithms: Vec<InboundAlg>,
+    /// Prefix of issued subjects.
+    pub subject_prefix: String,
+    /// Anyone can get a token from it: policies must pin an owner.
+    pub shared: bool,
+    /// Each `jti` at most once.
+    pub replay_protection: bool,
+    /// Ceiling on inbound `exp - iat`.
+    pub max_token_lifetime: Duration,
+    /// The document it was built from.
+    pub doc: IssuerDoc,
+}
+
+impl Issuer {
+    /// Validates a document. `allow_loopback_http` admits `http://127.0.0.1…`/`localhost`.
+    pub fn compile(doc: &IssuerDoc, allow_loopback_http: bool) -> Result<Self, (String, String)> {
+        let err = |field: &str, reason: String| Err((field.to_owned(), reason));
+        if let Err(reason) = super::check_name(&doc.name) {
+            return err("name", reason);
+        }
+        if let Err(reason) = check_issuer_url(&doc.url, allow_loopback_http) {
+            return err("url", reason);
+        }
+        if doc.audiences.is_empty() || doc.audiences.iter().any(|a| a.is_empty()) {
+            return err(
+                "audiences",
+                "at least one non-empty audience is required: an issuer without an audience \
+                 check accepts tokens minted for any other service"
+                    .into(),
+            );
+        }
+        let algorithms = match &doc.algorithms {
+            None => vec![InboundAlg::RS256, InboundAlg::ES256],
+            Some(list) if list.is_empty() => return err("algorithms", "may not be empty".into()),
+            Some(list) => {
+                let mut algs = Vec::new();
+                for name in list {
+                    match InboundAlg::parse(name) {
+                        Some(a) => algs.push(a),
+                        None => {
+                            return err(
+                                "algorithms",
+                                format!(
+                                    "{name:?} is not accepted: use RS256/384/512, PS256/384/512, \
+                                     ES256/384 or EdDSA (never none or HMAC)"
+                                ),
+                            );
+                        }
+                    }
+                }
+                algs
+            }
+        };
+        let subject_prefix = match doc.subject_prefix.as_deref() {
+            None => format!("{}:", doc.name),
+            Some("-") => String::new(),
+            Some(p) => p.to_owned(),
+        };
+        let max_token_lifetime = doc
+            .max_token_lifetime
+            .map_or(DEFAULT_MAX_TOKEN_LIFETIME, |d| d.0);
+        if max_token_lifetime.is_zero() {
+            return err("max_token_lifetime", "must be positive".into());
+        }
+        Ok(Self {
+            name: doc.name.clone(),
+            url: doc.url.clone(),
+            audiences: doc.audiences.clone(),
+            algorithms,
+            subject_prefix,
+            shared: doc.shared,
+            replay_protection: doc.replay_protection,
+            max_token_lifetime,
+            doc: doc.clone(),
+        })
+    }
+}
+
+/// Only https issuers are fetched; plain http only for loopback, and only when allowed.
+fn check_issuer_url(text: &str, allow_loopback_http: bool) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!(
+            "{text:?}: an issuer URL has no query, fragment or credentials"
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_loopback_http && is_loopback(&url) => Ok(()),
+        "http" if is_loopback(&url) => Err(format!(
+            "{text:?}: plain http is only accepted with allow_insecure_loopback_issuers"
+        )),
+        _ => Err(format!("{text:?}: issuer URLs must be https")),
+    }
+}
+
+/// True for `localhost` and loopback IP literals.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_urls() {
+        assert!(check_issuer_url("https://token.actions.githubusercontent.com", false).is_ok());
+        assert!(check_issuer_url("http://example.com", true).is_err());
+        assert!(check_issuer_url("http://127.0.0.1:9000/idp", false).is_err());
+        assert!(check_issuer_url("http://127.0.0.1:9000/idp", true).is_ok());
+        assert!(check_issuer_url("http://localhost:9000", true).is_ok());
+        assert!(check_issuer_url("http://127.0.0.1.evil.com", true).is_err());
+        assert!(check_issuer_url("https://a.example/?x=1", false).is_err());
+        assert!(check_issuer_url("file:///etc/passwd", true).is_err());
+    }
+}

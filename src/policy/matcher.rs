@@ -1,0 +1,356 @@
+//! Compiled claim matchers: where a claim is matched.
+//!
+//! Every pattern is compiled once, when a policy is loaded, and anchored as a whole
+//! (`^(?:p)$`): the classic bug `"^" + "main|dev" + "$"` anchors only the outer alternatives
+//! and lets `main-evil` through.
+
+use std::borrow::Cow;
+
+use regex::{Regex, RegexBuilder};
+use serde_json::Value;
+
+use super::document::MatcherDoc;
+
+/// Compiled regexes are bounded so a hostile policy cannot exhaust memory.
+const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+/// Patterns longer than this are refused outright.
+const MAX_PATTERN_LEN: usize = 1024;
+
+/// A matcher ready to test claims.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// Exact, case-sensitive equality.
+    Exact(String),
+    /// A glob or regex, compiled and anchored.
+    Pattern {
+        /// The compiled, anchored form.
+        regex: Regex,
+        /// The pattern as written, for explanations.
+        source: MatcherDoc,
+    },
+    /// Exactly one of these values.
+    OneOf(Vec<String>),
+}
+
+impl Matcher {
+    /// Compiles a written matcher, or says why it cannot be.
+    pub fn compile(doc: &MatcherDoc) -> Result<Self, String> {
+        match doc {
+            MatcherDoc::Exact(v) => Ok(Matcher::Exact(v.clone())),
+            MatcherDoc::OneOf(values) if values.is_empty() => {
+                Err("`one_of` needs at least one value".into())
+            }
+            MatcherDoc::OneOf(values) => Ok(Matcher::OneOf(values.clone())),
+            MatcherDoc::Glob(g) => Ok(Matcher::Pattern {
+                regex: build_anchored(&glob_to_regex(check_len(g)?))?,
+                source: doc.clone(),
+            }),
+            MatcherDoc::Regex(r) => Ok(Matcher::Pattern {
+                regex: build_anchored(check_len(r)?)?,
+                source: doc.clone(),
+            }),
+        }
+    }
+
+    /// Does this claim value match? Absent claims are handled by the caller (never match).
+    ///
+    /// Strings compare as they are; numbers and booleans by their JSON text; an array matches
+    /// when one of its scalar elements does (as Vault's bound claims do for `groups`);
+    /// objects and null never match.
+    pub fn matches(&self, value: &Value) -> bool {
+        match value {
+            Value::Array(items) => items.iter().any(|v| self.matches_scalar(v)),
+            other => self.matches_scalar(other),
+        }
+    }
+
+    fn matches_scalar(&self, value: &Value) -> bool {
+        let Some(text) = scalar_text(value) else {
+            return false;
+        };
+        match self {
+            Matcher::Exact(expected) => *expected == text,
+            Matcher::OneOf(values) => values.iter().any(|v| *v == text),
+            Matcher::Pattern { regex, .. } => regex.is_match(&text),
+        }
+    }
+
+    /// True when the matcher admits exactly one value (used for owner pins).
+    pub fn is_exact(&self) -> bool {
+        matches!(self, Matcher::Exact(_) | Matcher::OneOf(_))
+    }
+
+    /// The text that every matching value starts with (for owner-pin checks).
+    pub fn literal_prefix(&self) -> Cow<'_, str> {
+        match self {
+            Matcher::Exact(v) => Cow::Borrowed(v),
+            Matcher::OneOf(values) => Cow::Owned(common_prefix(values)),
+            Matcher::Pattern {
+                source: MatcherDoc::Glob(g),
+                ..
+            } => Cow::Borrowed(&g[..g.find('*').unwrap_or(g.len())]),
+            Matcher::Pattern {
+                source: MatcherDoc::Regex(r),
+                ..
+            } => Cow::Owned(regex_literal_prefix(r)),
+            Matcher::Pattern { .. } => Cow::Borrowed(""),
+        }
+    }
+
+    /// How the matcher reads, for explanations to admins.
+    pub fn describe(&self) -> String {
+        match self {
+            Matcher::Exact(v) => format!("equals {v:?}"),
+            Matcher::OneOf(values) => format!("one of {values:?}"),
+            Matcher::Pattern {
+                source: MatcherDoc::Glob(g),
+                ..
+            } => format!("glob {g:?}"),
+            Matcher::Pattern {
+                source: MatcherDoc::Regex(r),
+                ..
+            } => format!("regex {r:?}"),
+            Matcher::Pattern { regex, .. } => format!("pattern {:?}", regex.as_str()),
+        }
+    }
+}
+
+/// A claim's text as policies compare it: strings as they are, numbers and booleans as
+/// their JSON text; anything else has no text.
+pub fn scalar_text(value: &Value) -> Option<Cow<'_, str>> {
+    match value {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        _ => None,
+    }
+}
+
+fn check_len(pattern: &str) -> Result<&str, String> {
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(format!("pattern longer than {MAX_PATTERN_LEN} bytes"));
+    }
+    Ok(pattern)
+}
+
+/// Anchors the whole pattern, not just its first and last alternatives.
+fn build_anchored(pattern: &str) -> Result<Regex, String> {
+    RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("regex does not compile: {e}"))
+}
+
+/// `*` matches within one segment (never `/` or `:`), `**` across segments; all else is
+/// literal.
+fn glob_to_regex(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len() * 2);
+    let mut rest = glob;
+    while let Some(i) = rest.find('*') {
+        out.push_str(&regex::escape(&rest[..i]));
+        if rest[i..].starts_with("**") {
+            out.push_str(".*");
+            rest = rest[i..].trim_start_matches('*');
+        } else {
+            out.push_str("[^/:]*");
+            rest = &rest[i + 1..];
+        }
+    }
+    out.push_str(&regex::escape(rest));
+    out
+}
+
+/// The literal text a regex must start with. Conservative: any alternation anywhere, or any
+/// construct not understood, ends the prefix (or empties it).
+fn regex_literal_prefix(pattern: &str) -> String {
+    if pattern.contains('|') {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_punctuation() => out.push(e),
+                _ => break,
+            },
+            '.' | '[' | ']' | '(' | ')' | '*' | '+' | '?' | '{' | '}' | '^' | '$' => {
+                // A quantifier makes the previous character optional or repeated.
+                if matches!(c, '*' | '?' | '{') {
+                    out.pop();
+                }
+                break;
+            }
+            other => {
+                if matches!(chars.peek(), Some('*' | '?' | '{')) {
+                    break;
+                }
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
+fn common_prefix(values: &[String]) -> String {
+    let Some(first) = values.first() else {
+        return String::new();
+    };
+    let mut len = first.len();
+    for v in &values[1..] {
+        len = first
+            .char_indices()
+            .zip(v.chars())
+            .take_while(|((_, a), b)| a == b)
+            .last()
+            .map_or(0, |((i, a), _)| i + a.len_utf8())
+            .min(len);
+    }
+    first[..len].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn m(doc: MatcherDoc) -> Matcher {
+        Matcher::compile(&doc).unwrap()
+    }
+
+    #[test]
+    fn table() {
+        use MatcherDoc::*;
+        let g = |s: &str| Glob(s.into());
+        let r = |s: &str| Regex(s.into());
+        let rows: Vec<(&str, MatcherDoc, Value, bool)> = vec![
+            ("exact", Exact("main".into()), json!("main"), true),
+            (
+                "exact is case-sensitive",
+                Exact("main".into()),
+                json!("Main"),
+                false,
+            ),
+            (
+                "exact no prefix",
+                Exact("repo:acme/api".into()),
+                json!("repo:acme/api-evil"),
+                false,
+            ),
+            (
+                "unicode look-alike",
+                Exact("acme".into()),
+                json!("аcme"),
+                false,
+            ),
+            (
+                "number by text",
+                Exact("892174522".into()),
+                json!(892174522),
+                true,
+            ),
+            ("bool by text", Exact("true".into()), json!(true), true),
+            ("float text", Exact("1.5".into()), json!(1.5), true),
+            ("null never", Exact("null".into()), json!(null), false),
+            ("object never", Exact("{}".into()), json!({}), false),
+            (
+                "array any",
+                Exact("admin".into()),
+                json!(["dev", "admin"]),
+                true,
+            ),
+            ("array none", Exact("admin".into()), json!(["dev"]), false),
+            (
+                "glob star segment",
+                g("refs/heads/*"),
+                json!("refs/heads/main"),
+                true,
+            ),
+            (
+                "glob star no slash",
+                g("refs/heads/*"),
+                json!("refs/heads/a/b"),
+                false,
+            ),
+            (
+                "glob star no colon",
+                g("repo:acme/*"),
+                json!("repo:acme/api:ref:x"),
+                false,
+            ),
+            (
+                "glob double star",
+                g("repo:acme/**"),
+                json!("repo:acme/api:ref:x"),
+                true,
+            ),
+            ("glob literal dot", g("a.b"), json!("axb"), false),
+            ("glob anchored", g("main"), json!("xmain"), false),
+            (
+                "regex anchored alternation",
+                r("main|dev"),
+                json!("main-evil"),
+                false,
+            ),
+            ("regex alternation ok", r("main|dev"), json!("dev"), true),
+            ("regex prefix anchored", r("v[0-9]+"), json!("xv1"), false),
+            ("regex match", r("v[0-9]+"), json!("v12"), true),
+            (
+                "one_of",
+                OneOf(vec!["1".into(), "2".into()]),
+                json!("2"),
+                true,
+            ),
+            (
+                "one_of number",
+                OneOf(vec!["1".into(), "2".into()]),
+                json!(2),
+                true,
+            ),
+            (
+                "one_of miss",
+                OneOf(vec!["1".into(), "2".into()]),
+                json!("12"),
+                false,
+            ),
+        ];
+        for (name, doc, value, want) in rows {
+            assert_eq!(m(doc).matches(&value), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        assert!(Matcher::compile(&MatcherDoc::Regex("(".into())).is_err());
+        assert!(Matcher::compile(&MatcherDoc::Regex("a{10000}{10000}".into())).is_err());
+        assert!(Matcher::compile(&MatcherDoc::OneOf(vec![])).is_err());
+        assert!(Matcher::compile(&MatcherDoc::Glob("x".repeat(5000))).is_err());
+    }
+
+    #[test]
+    fn literal_prefixes() {
+        let p = |d| m(d).literal_prefix().into_owned();
+        assert_eq!(
+            p(MatcherDoc::Glob("repo:acme/*:ref:x".into())),
+            "repo:acme/"
+        );
+        assert_eq!(
+            p(MatcherDoc::Regex(r"repo:acme/api:.*".into())),
+            "repo:acme/api:"
+        );
+        assert_eq!(
+            p(MatcherDoc::Regex(r"repo:acme\.io/x".into())),
+            "repo:acme.io/x"
+        );
+        assert_eq!(p(MatcherDoc::Regex(r"repo:acmes?/x".into())), "repo:acme");
+        assert_eq!(p(MatcherDoc::Regex(r"repo:acme/x|.*".into())), "");
+        assert_eq!(
+            p(MatcherDoc::OneOf(vec![
+                "repo:acme/a".into(),
+                "repo:acme/b".into()
+            ])),
+            "repo:acme/"
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The whole set of issuers and trust policies, validated together and indexed for the
+//! exchange path: issuer by exact URL, policies by issuer in name order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::document::{IssuerDoc, Kind, TrustPolicyDoc};
+use super::issuer::Issuer;
+use super::trust::TrustPolicy;
+
+/// Settings that bound what documents may say.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// No policy ttl may exceed this.
+    pub max_ttl: Duration,
+    /// Accept `http://` loopback issuer URLs.
+    pub allow_insecure_loopback_issuers: bool,
+}
+
+/// Why one document was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocError {
+    /// Which kind of document.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    /// The field at fault (dotted path), when there is one.
+    pub field: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for DocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.kind.as_str(), self.name)?;
+        if let Some(field) = &self.field {
+            write!(f, ", field `{field}`")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// The compiled set; immutable, swapped whole when anything changes.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    issuers_by_url: HashMap<String, Arc<Issuer>>,
+    issuers_by_name: BTreeMap<String, Arc<Issuer>>,
+    policies: BTreeMap<String, Arc<TrustPolicy>>,
+    by_issuer: HashMap<String, Vec<Arc<TrustPolicy>>>,
+}
+
+impl PolicySet {
+    /// Validates every document and the references between them. All or nothing: any error
+    /// and no set is built.
+    pub fn compile(
+        issuers: &[IssuerDoc],
+        policies: &[TrustPolicyDoc],
+        limits: &Limits,
+    ) -> Result<Self, Vec<DocError>> {
+        let mut errors = Vec::new();
+        let mut set = PolicySet::default();
+        for doc in issuers {
+            let fail = |field: Option<String>, reason: String| DocError {
+                kind: Kind::Issuer,
+                name: doc.name.clone(),
+                field,
+                reason,
+            };
+            if set.issuers_by_name.contains_key(&doc.name) {
+                errors.push(fail(Some("name".into()), "duplicate issuer name".into()));
+                continue;
+            }
+            match Issuer::compile(doc, limits.allow_insecure_loopback_issuers) {
+                Ok(issuer) => {
+                    if let Some(other) = set.issuers_by_url.get(&issuer.url) {
+                        errors.push(fail(
+                            Some("url".into()),
+                            format!("issuer {:?} already has this url", other.name),
+                        ));
+                        continue;
+                    }
+                    let issuer = Arc::new(issuer);
+                    set.issuers_by_url
+                        .insert(issuer.url.clone(), issuer.clone());
+                    set.issuers_by_name.insert(issuer.name.clone(), issuer);
+                }
+                Err((field, reason)) => errors.push(fail(Some(field), reason)),
+            }
+        }
+        for doc in policies {
+            let fail = |field: &str, reason: String| DocError {
+                kind: Kind::TrustPolicy,
+                name: doc.name.clone(),
+                field: Some(field.to_owned()),
+                reason,
+            };
+            if set.policies.contains_key(&doc.name) {
+                errors.push(fail("name", "duplicate policy name".into()));
+                continue;
+            }
+            let Some(issuer) = set.issuers_by_name.get(&doc.issuer) else {
+                let exists = issuers.iter().any(|i| i.name == doc.issuer);
+                let why = if exists {
+                    "names an invalid issuer"
+                } else {
+                    "names an unknown issuer"
+                };
+                errors.push(fail("issuer", format!("{why} {:?}", doc.issuer)));
+                continue;
+            };
+            match TrustPolicy::compile(doc, issuer, limits.max_ttl) {
+                Ok(policy) => {
+                    set.policies.insert(policy.name.clone(), Arc::new(policy));
+                }
+                Err((field, reason)) => errors.push(fail(&field, reason)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        // BTreeMap iteration is in name order, so each issuer's list is too.
+        for policy in set.policies.values() {
+            set.by_issuer
+                .entry(policy.issuer.clone())
+                .or_default()
+                .push(policy.clone());
+        }
+        Ok(set)
+    }
+
+    /// The issuer whose URL is exactly `iss`.
+    pub fn issuer_by_url(&self, iss: &str) -> Option<&Arc<Issuer>> {
+        self.issuers_by_url.get(iss)
+    }
+
+    /// An issuer by name.
+    pub fn issuer(&self, name: &str) -> Option<&Arc<Issuer>> {
+        self.issuers_by_name.get(name)
+    }
+
+    /// The policies judging an issuer's tokens, in name order.
+    pub fn policies_for(&self, issuer_name: &str) -> &[Arc<TrustPolicy>] {
+        self.by_issuer.get(issuer_name).map_or(&[], Vec::as_slice)
+    }
+
+    /// A policy by name.
+    pub fn policy(&self, name: &str) -> Option<&Arc<TrustPolicy>> {
+        self.policies.get(name)
+    }
+
+    /// Every issuer, in name order.
+    pub fn issuers(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+        self.issuers_by_name.values()
+    }
+
+    /// Every policy, in name order.
+    pub fn policies(&self) -> impl Iterator<Item = &Arc<TrustPolicy>> {
+        self.policies.values()
+    }
+}

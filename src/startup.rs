@@ -1,0 +1,195 @@
+//! Building and running the application: storage, policies, keys, HTTP server.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::{Context, bail};
+use arc_swap::ArcSwap;
+
+use crate::broker::{Broker, Lifetimes};
+use crate::config::Config;
+use crate::dev::DevIdp;
+use crate::inbound::{Fetcher, KeyCache, Validator};
+use crate::policy::load::Bundle;
+use crate::policy::{Kind, Limits};
+use crate::storage::{self, DocumentChange};
+
+/// How to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Start the built-in development identity provider and example policies.
+    pub dev: bool,
+}
+
+/// A built, bound, not yet running broker.
+pub struct Application {
+    port: u16,
+    issuer_url: String,
+    server: Server,
+}
+
+impl Application {
+    /// Binds the listener, opens the database, applies policy files and loads keys.
+    pub async fn build(mut config: Config, options: Options) -> anyhow::Result<Self> {
+        if options.dev {
+            if !config.is_sqlite() {
+                bail!(
+                    "--dev runs on the embedded SQLite database only; unset database_url or use sqlite://"
+                );
+            }
+            if !config.listen.ip().is_loopback() {
+                bail!(
+                    "--dev is refused unless listen is a loopback address (it serves a token minter)"
+                );
+            }
+            config.allow_insecure_loopback_issuers = true;
+        }
+        let listener = TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local = listener.local_addr()?;
+        if config.issuer_url.is_none() {
+            config.issuer_url = Some(format!("http://{local}"));
+        }
+        let issuer_url = config.issuer_url();
+
+        let store = storage::connect(config.database_url.expose())
+            .await
+            .context("opening the database")?;
+        let dev = match options.dev {
+            true => Some(web::Data::new(DevIdp::new(&issuer_url)?)),
+            false => None,
+        };
+        let limits = Limits {
+            max_ttl: config.max_ttl.0,
+            allow_insecure_loopback_issuers: config.allow_insecure_loopback_issuers,
+        };
+        let (bundle, policy_set) = {
+            let mut base = store.documents().await?;
+            if let Some(dev) = &dev {
+                let (issuer, policy) = dev.documents();
+                base.issuers.push(issuer);
+                base.policies.push(policy);
+            }
+            let bundle = match policies_dir(&config) {
+                Some(dir) => Bundle::load_dir(&dir).map_err(|errs| policy_errors(&dir, &errs))?,
+                None => Bundle::default(),
+            };
+            let set = bundle
+                .compile_over(&base.issuers, &base.policies, &limits)
+                .map_err(|errs| {
+                    policy_errors(&config.policies_dir.clone().unwrap_or_default(), &errs)
+                })?;
+            (bundle, set)
+        };
+        apply_bundle(&*store, &bundle).await?;
+        tracing::info!(
+            issuers = policy_set.issuers().count(),
+            policies = policy_set.policies().count(),
+            "policies loaded"
+        );
+
+        let now = crate::jose::unix_now();
+        let keys = crate::mint::load_or_create(&*store, config.signing_algorithm, now).await?;
+        let fetcher = Fetcher::new(
+            config.upstream_timeout.0,
+            config.allow_insecure_loopback_issuers,
+        )?;
+        let cache = KeyCache::new(
+            fetcher,
+            config.jwks_cache_ttl.0,
+            config.jwks_refetch_cooldown.0,
+        );
+        let broker = web::Data::new(Broker {
+            issuer_url: issuer_url.clone(),
+            policies: ArcSwap::from_pointee(policy_set),
+            validator: Validator::new(cache, config.clock_leeway.0),
+            keys: ArcSwap::from_pointee(keys),
+            store,
+            lifetimes: Lifetimes {
+                default_ttl: config.default_ttl.0,
+                max_ttl: config.max_ttl.0,
+            },
+        });
+
+        let server = HttpServer::new(move || {
+            let mut app = App::new()
+                .app_data(broker.clone())
+                .app_data(web::PayloadConfig::new(crate::http::body::MAX_BODY_BYTES))
+                .wrap(middleware::from_fn(crate::http::request_id::assign))
+                .configure(crate::http::routes);
+            if let Some(dev) = &dev {
+                app = app.app_data(dev.clone()).configure(crate::dev::routes);
+            }
+            app.default_service(web::to(crate::http::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+        tracing::info!(%local, issuer = %issuer_url, dev = options.dev, "sts-broker listening");
+        Ok(Self {
+            port: local.port(),
+            issuer_url,
+            server,
+        })
+    }
+
+    /// The bound port (useful when `listen` asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The broker's `iss`.
+    pub fn issuer_url(&self) -> &str {
+        &self.issuer_url
+    }
+
+    /// Serves until the process is told to stop.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The configured folder; the default `policies/` only when it exists.
+fn policies_dir(config: &Config) -> Option<PathBuf> {
+    match &config.policies_dir {
+        Some(dir) => Some(dir.clone()),
+        None => Some(PathBuf::from("policies")).filter(|d| d.is_dir()),
+    }
+}
+
+fn policy_errors(dir: &std::path::Path, errs: &[crate::policy::load::LoadError]) -> anyhow::Error {
+    let list: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!(
+        "policies in {} are invalid; nothing was applied:\n  {}",
+        dir.display(),
+        list.join("\n  ")
+    )
+}
+
+/// Stores the files' documents (in one transaction) so the history records them.
+async fn apply_bundle(store: &dyn storage::Storage, bundle: &Bundle) -> anyhow::Result<()> {
+    let mut changes = Vec::new();
+    for (doc, _) in &bundle.issuers {
+        changes.push(DocumentChange {
+            kind: Kind::Issuer,
+            name: doc.name.clone(),
+            body: Some(serde_json::to_value(doc)?),
+        });
+    }
+    for (doc, _) in &bundle.policies {
+        changes.push(DocumentChange {
+            kind: Kind::TrustPolicy,
+            name: doc.name.clone(),
+            body: Some(serde_json::to_value(doc)?),
+        });
+    }
+    let changed = store
+        .apply_documents(&changes, "policies_dir", crate::jose::unix_now())
+        .await?;
+    if changed > 0 {
+        tracing::info!(changed, "applied policy files");
+    }
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! `spawn_app()` and the fake identity provider.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RsaKeyPair};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use sts_broker::config::Config;
+use sts_broker::jose::{b64url, unix_now};
+use sts_broker::startup::{Application, Options};
+
+/// The `aud` the test broker accepts for the fake issuer.
+pub const AUDIENCE: &str = "sts-test";
+pub const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+const RSA_PEM: &str = include_str!("../fixtures/idp_rsa_test_key.pem");
+
+/// A fake OIDC issuer: its own keys, discovery and JWKS, counting what it serves.
+pub struct FakeIdp {
+    pub url: String,
+    pub discovery_hits: Arc<AtomicUsize>,
+    pub jwks_hits: Arc<AtomicUsize>,
+    es_key: EncodingKey,
+    pub es_kid: String,
+    rsa_key: EncodingKey,
+    pub rsa_kid: String,
+    pub rsa_public_n: Vec<u8>,
+}
+
+struct IdpState {
+    issuer: String,
+    jwks: Value,
+    discovery_hits: Arc<AtomicUsize>,
+    jwks_hits: Arc<AtomicUsize>,
+}
+
+impl FakeIdp {
+    pub async fn start() -> Self {
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let point = pair.public_key().as_ref().to_vec();
+        let es_kid = format!("es-{}", uuid::Uuid::new_v4().simple());
+        let rsa_der = pem_body(RSA_PEM);
+        let rsa = RsaKeyPair::from_der(&rsa_der).unwrap();
+        let n = rsa
+            .public_key()
+            .modulus()
+            .big_endian_without_leading_zero()
+            .to_vec();
+        let e = rsa
+            .public_key()
+            .exponent()
+            .big_endian_without_leading_zero()
+            .to_vec();
+        let rsa_kid = "rsa-1".to_string();
+        let jwks = json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "kid": es_kid, "use": "sig", "alg": "ES256",
+             "x": b64url(&point[1..33]), "y": b64url(&point[33..65])},
+            {"kty": "RSA", "kid": rsa_kid, "use": "sig", "alg": "RS256", "n": b64url(&n), "e": b64url(&e)},
+        ]});
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let discovery_hits = Arc::new(AtomicUsize::new(0));
+        let jwks_hits = Arc::new(AtomicUsize::new(0));
+        let state = web::Data::new(IdpState {
+            issuer: url.clone(),
+            jwks,
+            discovery_hits: discovery_hits.clone(),
+            jwks_hits: jwks_hits.clone(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(discovery),
+                )
+                .route("/jwks", web::get().to(jwks_route))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Self {
+            url,
+            discovery_hits,
+            jwks_hits,
+            es_key: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            es_kid,
+            rsa_key: EncodingKey::from_rsa_pem(RSA_PEM.as_bytes()).unwrap(),
+            rsa_kid,
+            rsa_public_n: n,
+        }
+    }
+
+    /// Claims like a GitHub Actions token for `acme/api` on main.
+    pub fn claims(&self) -> Value {
+        let now = unix_now();
+        json!({
+            "iss": self.url,
+            "aud": AUDIENCE,
+            "sub": "repo:acme/api:ref:refs/heads/main",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "repository": "acme/api",
+            "repository_id": "1001",
+            "repository_owner": "acme",
+            "repository_owner_id": "2001",
+            "ref": "refs/heads/main",
+            "workflow": "deploy",
+            "run_attempt": "1",
+            "groups": ["dev", "ops"],
+        })
+    }
+
+    /// `claims()` with some members replaced (`null` removes one).
+    pub fn claims_with(&self, changes: Value) -> Value {
+        let mut claims = self.claims();
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        claims
+    }
+
+    /// An ES256 token over `claims`.
+    pub fn token(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.es_kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.es_key).unwrap()
+    }
+
+    /// An RS256 token over `claims`.
+    pub fn token_rs256(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.rsa_kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.rsa_key).unwrap()
+    }
+
+    /// Discovery plus JWKS requests served so far.
+    pub fn fetches(&self) -> usize {
+        self.discovery_hits.load(Ordering::SeqCst) + self.jwks_hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn discovery(state: web::Data<IdpState>) -> HttpResponse {
+    state.discovery_hits.fetch_add(1, Ordering::SeqCst);
+    HttpResponse::Ok()
+        .json(json!({"issuer": state.issuer, "jwks_uri": format!("{}/jwks", state.issuer)}))
+}
+
+async fn jwks_route(state: web::Data<IdpState>) -> HttpResponse {
+    state.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    HttpResponse::Ok().json(&state.jwks)
+}
+
+fn pem_body(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+/// The policies every test broker starts with; `{IDP}` is the fake issuer's URL.
+pub const POLICIES: &str = r#"
+kind: Issuer
+name: fake
+url: "{IDP}"
+audiences: [sts-test]
+algorithms: [ES256, RS256]
+---
+kind: TrustPolicy
+name: api-deploy
+issuer: fake
+subject: repo:acme/api:ref:refs/heads/main
+claims:
+  repository_id: "1001"
+  workflow: {regex: "deploy|release"}
+  run_attempt: {one_of: ["1", "2"]}
+grant:
+  audience: [https://deploy.internal]
+  scopes: [deploy:write, artifacts:read]
+  ttl: 10m
+  subject: "{repository}@{ref}"
+  claims: {repository: "{repository}", groups: "{groups}"}
+---
+kind: TrustPolicy
+name: branches-read
+issuer: fake
+subject: {glob: "repo:acme/*:ref:refs/heads/*"}
+grant:
+  audience: [https://artifacts.internal, https://logs.internal]
+  scopes: [artifacts:read]
+"#;
+
+/// A running broker and its fake issuer.
+pub struct TestApp {
+    pub address: String,
+    pub idp: FakeIdp,
+    pub client: reqwest::Client,
+    pub db_path: std::path::PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts a broker on a random port with [`POLICIES`] and a fresh SQLite database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with a hook to change the configuration.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let idp = FakeIdp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("test.yaml"),
+        POLICIES.replace("{IDP}", &idp.url),
+    )
+    .unwrap();
+    let db_path = dir.path().join("broker.db");
+    let mut config = test_config(&db_path, &policies);
+    tweak(&mut config);
+    let app = Application::build(config, Options::default())
+        .await
+        .expect("broker starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        idp,
+        client: reqwest::Client::new(),
+        db_path,
+        dir,
+    }
+}
+
+/// The configuration tests start from.
+pub fn test_config(db_path: &std::path::Path, policies: &std::path::Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: sts_broker::config::Secret::new(format!("sqlite://{}", db_path.display())),
+        policies_dir: Some(policies.to_path_buf()),
+        allow_insecure_loopback_issuers: true,
+        ..Config::default()
+    }
+}
+
+impl TestApp {
+    /// `POST /token` with these form parameters.
+    pub async fn post_token(&self, params: &[(&str, &str)]) -> reqwest::Response {
+        let body = form(params);
+        self.client
+            .post(format!("{}/token", self.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A standard exchange of `token`, with optional audience and scope.
+    pub async fn exchange(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+        scope: Option<&str>,
+    ) -> reqwest::Response {
+        let mut params = vec![
+            ("grant_type", GRANT),
+            ("subject_token", token),
+            ("subject_token_type", ID_TOKEN),
+        ];
+        if let Some(a) = audience {
+            params.push(("audience", a));
+        }
+        if let Some(s) = scope {
+            params.push(("scope", s));
+        }
+        self.post_token(&params).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{}", self.address, path))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Audit rows for one request id: (decision, reason, policy).
+    pub async fn audit(&self, request_id: &str) -> Vec<(Option<String>, String, Option<String>)> {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
+            .await
+            .unwrap();
+        let rows = sqlx::query_as(
+            "SELECT decision, reason, policy FROM audit_events WHERE request_id = ?",
+        )
+        .bind(request_id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows
+    }
+}
+
+pub fn form(params: &[(&str, &str)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+/// Asserts an RFC 6749 error and returns the body.
+pub async fn expect_error(response: reqwest::Response, status: u16, error: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let header_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], error, "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["request_id"], header_id.as_str());
+    body
+}

@@ -1,0 +1,92 @@
+//! Discovery, JWKS and health endpoints.
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn discovery_documents_are_complete_and_cacheable() {
+    let app = spawn_app().await;
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("max-age=")
+        );
+        let doc: Value = response.json().await.unwrap();
+        assert_eq!(doc["issuer"], app.address.as_str());
+        assert_eq!(doc["token_endpoint"], format!("{}/token", app.address));
+        for field in [
+            "jwks_uri",
+            "grant_types_supported",
+            "response_types_supported",
+            "subject_types_supported",
+            "id_token_signing_alg_values_supported",
+            "token_endpoint_auth_methods_supported",
+        ] {
+            assert!(!doc[field].is_null(), "{path} lacks {field}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn jwks_publishes_the_signing_key_under_both_names() {
+    let app = spawn_app().await;
+    let a: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b: Value = app.get("/.well-known/jwks").await.json().await.unwrap();
+    assert_eq!(a, b);
+    let key = &a["keys"][0];
+    assert_eq!(key["alg"], "ES256");
+    assert_eq!(key["use"], "sig");
+    assert_eq!(key["kty"], "EC");
+    assert!(key["kid"].as_str().is_some_and(|k| k.len() == 43));
+    assert!(key.get("d").is_none(), "no private part");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let missing = app.get("/nope").await;
+    assert_eq!(missing.status(), 404);
+    assert!(missing.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn the_signing_key_survives_a_restart() {
+    let app = spawn_app().await;
+    let before: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let config = crate::helpers::test_config(&app.db_path, &app.dir.path().join("policies"));
+    let again = sts_broker::startup::Application::build(config, Default::default())
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", again.port());
+    tokio::spawn(again.run_until_stopped());
+    let after: Value = app
+        .client
+        .get(format!("{address}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["keys"][0]["kid"], after["keys"][0]["kid"]);
+}

@@ -42,6 +42,10 @@ pub async fn read_limited(
     Ok(body.freeze())
 }
 
+/// More parameters than any RFC 8693 request needs; past this the request is refused, so
+/// the duplicate check stays cheap on a hostile body.
+const MAX_PARAMS: usize = 32;
+
 /// Parameters of a form or query string. RFC 6749 §3.1: a parameter may appear once, and one
 /// sent without a value is treated as omitted.
 #[derive(Debug, Default)]
@@ -54,6 +58,9 @@ impl Params {
         for (k, v) in form_urlencoded::parse(bytes) {
             if v.is_empty() {
                 continue;
+            }
+            if params.len() == MAX_PARAMS {
+                return Err(OAuthError::invalid_request("too many parameters"));
             }
             if params.iter().any(|(seen, _)| *seen == k) {
                 return Err(OAuthError::invalid_request(format!(

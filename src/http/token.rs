@@ -112,9 +112,7 @@ fn parse_request(params: &Params) -> Result<(ExchangeRequest, &'static str), OAu
 pub fn parse_scope(text: &str) -> Result<Vec<String>, OAuthError> {
     let mut scopes: Vec<String> = Vec::new();
     for s in text.split(' ').filter(|s| !s.is_empty()) {
-        if s.bytes()
-            .any(|b| !(b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)))
-        {
+        if !crate::policy::trust::is_scope_token(s) {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",

@@ -295,7 +295,7 @@ fn compile_grant(doc: &TrustPolicyDoc, max_ttl: Duration) -> Result<Grant, Field
 }
 
 /// RFC 6749 §3.3 scope-token characters.
-fn is_scope_token(s: &str) -> bool {
+pub fn is_scope_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))

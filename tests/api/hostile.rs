@@ -388,3 +388,18 @@ async fn an_unreachable_issuer_is_temporarily_unavailable() {
     assert!(response.headers().contains_key("retry-after"));
     expect_error(response, 503, "temporarily_unavailable").await;
 }
+
+#[tokio::test]
+async fn a_form_with_thousands_of_parameters_is_refused_cheaply() {
+    let app = spawn_app().await;
+    let many: String = (0..5000).map(|i| format!("p{i}=1&")).collect();
+    let response = app
+        .client
+        .post(format!("{}/token", app.address))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(many)
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 400, "invalid_request").await;
+}

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use crate::inbound::Validator;
 use crate::mint::KeyRing;
 use crate::policy::PolicySet;
+use crate::ratelimit::RateLimits;
 use crate::storage::Storage;
 
 /// Lifetimes of issued tokens.
@@ -33,4 +34,17 @@ pub struct Broker {
     pub store: Arc<dyn Storage>,
     /// Issued token lifetimes.
     pub lifetimes: Lifetimes,
+    /// Per-client and per-subject rate limits.
+    pub rate_limits: RateLimits,
+}
+
+impl Broker {
+    /// Admits one request from `client` under the per-client limit, or says how long to wait.
+    /// Checked before the body is read, so a flooding client costs little.
+    pub fn check_client_rate(&self, client: Option<&str>) -> Result<(), Duration> {
+        match (&self.rate_limits.per_client, client) {
+            (Some(limiter), Some(client)) => limiter.check(client),
+            _ => Ok(()),
+        }
+    }
 }

@@ -155,6 +155,10 @@ fn lint(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
         max_ttl: config.max_ttl.0,
         allow_insecure_loopback_issuers: config.allow_insecure_loopback_issuers,
     };
+    if !dir.is_dir() {
+        eprintln!("error: {} is not a folder", dir.display());
+        return ExitCode::from(2);
+    }
     let result = Bundle::load_dir(dir).and_then(|b| b.compile_over(&[], &[], &limits));
     match result {
         Ok(set) => {

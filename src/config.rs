@@ -18,9 +18,36 @@ pub const CONFIG_PATH_ENV: &str = "STS_BROKER_CONFIG";
 pub const ENV_PREFIX: &str = "STS_BROKER_";
 
 /// A secret value: printed as `***` by `Debug` so it cannot reach a log by accident.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        scalar_string(d).map(Secret)
+    }
+}
+
+/// Environment values arrive typed (`0` is a number, `true` a boolean): text settings take
+/// any scalar as its text, so `STS_BROKER_RATE_LIMIT_PER_CLIENT=0` means `"0"`.
+fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Str(String),
+        Int(i64),
+        UInt(u64),
+        Float(f64),
+        Bool(bool),
+    }
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Str(s) => s,
+        Scalar::Int(i) => i.to_string(),
+        Scalar::UInt(u) => u.to_string(),
+        Scalar::Float(f) => f.to_string(),
+        Scalar::Bool(b) => b.to_string(),
+    })
+}
 
 impl Secret {
     /// Wraps a secret value.
@@ -130,8 +157,10 @@ pub struct Config {
     /// How often the signing key rotates.
     pub key_rotation_period: HumanDuration,
     /// Per client address, e.g. `100/s`; `0` turns it off.
+    #[serde(deserialize_with = "scalar_string")]
     pub rate_limit_per_client: String,
     /// Per (issuer, subject), e.g. `600/m`; `0` turns it off.
+    #[serde(deserialize_with = "scalar_string")]
     pub rate_limit_per_subject: String,
     /// `text` or `json`.
     pub log_format: LogFormat,
@@ -254,6 +283,11 @@ impl Config {
         if issuer.ends_with('/') {
             return bad(format!("issuer_url {issuer:?} must not end with '/'"));
         }
+        crate::ratelimit::RateLimits::from_config(
+            &self.rate_limit_per_client,
+            &self.rate_limit_per_subject,
+        )
+        .map_err(ConfigError::Invalid)?;
         if let Some(token) = &self.admin_token
             && token.expose().len() < 16
         {
@@ -300,6 +334,16 @@ mod tests {
         let d: HumanDuration = serde_json::from_str("\"30d\"").unwrap();
         assert_eq!(d.0, Duration::from_secs(30 * 86400));
         assert!(serde_json::from_str::<HumanDuration>("\"soon\"").is_err());
+    }
+
+    #[test]
+    fn numeric_environment_values_are_text() {
+        let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(
+            "rate_limit_per_client = 0\nadmin_token = 1234567890123456789",
+        ));
+        let config: Config = figment.extract().unwrap();
+        assert_eq!(config.rate_limit_per_client, "0");
+        assert_eq!(config.admin_token.unwrap().expose(), "1234567890123456789");
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub enum ExchangeError {
     /// A requested scope is not granted.
     #[error("the requested scope cannot be granted")]
     InvalidScope,
+    /// The subject token's `jti` was already exchanged (replay protection).
+    #[error("the subject token was already exchanged")]
+    Replayed,
+    /// Too many exchanges for this subject; retry after the given time.
+    #[error("too many exchanges for this subject; retry later")]
+    RateLimited(Duration),
     /// Signing or auditing failed: fail closed.
     #[error("the broker cannot issue tokens right now")]
     Unavailable,
@@ -83,6 +89,8 @@ impl ExchangeError {
             Self::AudienceRequired => "audience_required",
             Self::InvalidTarget => "audience_not_granted",
             Self::InvalidScope => "scope_not_granted",
+            Self::Replayed => "token_replayed",
+            Self::RateLimited(_) => "rate_limited",
             Self::Unavailable => "unavailable",
         }
     }
@@ -260,6 +268,10 @@ impl Broker {
         event.inbound_iss = Some(token.issuer.url.clone());
         event.inbound_sub = Some(token.subject.clone());
         event.inbound_jti = token.jti.clone();
+        if let Some(limiter) = &self.rate_limits.per_subject {
+            let key = format!("{}\n{}", token.issuer.url, token.subject);
+            limiter.check(&key).map_err(ExchangeError::RateLimited)?;
+        }
         let decided = match decide(set, &token, req, None) {
             Ok(d) => d,
             Err(e) => {
@@ -271,10 +283,34 @@ impl Broker {
             }
         };
         event.policy = Some(decided.policy.name.clone());
+        self.consume_jti(&token).await?;
         let (issued, jti, exp) = self.mint(&token, &decided, ctx.now)?;
         event.issued_jti = Some(jti);
         event.issued_exp = Some(exp);
         Ok(issued)
+    }
+
+    /// With replay protection, a `jti` is exchanged once; it is remembered past the token's
+    /// `exp` by an hour, longer than any clock leeway could still accept it.
+    async fn consume_jti(&self, token: &Validated) -> Result<(), ExchangeError> {
+        if !token.issuer.replay_protection {
+            return Ok(());
+        }
+        let Some(jti) = &token.jti else {
+            return Err(ExchangeError::Replayed);
+        };
+        match self
+            .store
+            .consume_jti(&token.issuer.url, jti, token.exp + 3600)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ExchangeError::Replayed),
+            Err(e) => {
+                tracing::error!(error = %e, "replay store unavailable; failing closed");
+                Err(ExchangeError::Unavailable)
+            }
+        }
     }
 
     fn mint(

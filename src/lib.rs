@@ -17,6 +17,7 @@ pub mod inbound;
 pub mod jose;
 pub mod mint;
 pub mod policy;
+pub mod ratelimit;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

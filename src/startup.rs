@@ -11,9 +11,10 @@ use arc_swap::ArcSwap;
 use crate::broker::{Broker, Lifetimes};
 use crate::config::Config;
 use crate::dev::DevIdp;
-use crate::inbound::{Fetcher, KeyCache, Validator};
+use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
 use crate::policy::load::Bundle;
-use crate::policy::{Kind, Limits};
+use crate::policy::{Kind, Limits, PolicySet};
+use crate::ratelimit::RateLimits;
 use crate::storage::{self, DocumentChange};
 
 /// How to start.
@@ -65,25 +66,8 @@ impl Application {
             max_ttl: config.max_ttl.0,
             allow_insecure_loopback_issuers: config.allow_insecure_loopback_issuers,
         };
-        let (bundle, policy_set) = {
-            let mut base = store.documents().await?;
-            if let Some(dev) = &dev {
-                let (issuer, policy) = dev.documents();
-                base.issuers.push(issuer);
-                base.policies.push(policy);
-            }
-            let bundle = match policies_dir(&config) {
-                Some(dir) => Bundle::load_dir(&dir).map_err(|errs| policy_errors(&dir, &errs))?,
-                None => Bundle::default(),
-            };
-            let set = bundle
-                .compile_over(&base.issuers, &base.policies, &limits)
-                .map_err(|errs| {
-                    policy_errors(&config.policies_dir.clone().unwrap_or_default(), &errs)
-                })?;
-            (bundle, set)
-        };
-        apply_bundle(&*store, &bundle).await?;
+        let policy_set =
+            load_policies(&*store, &config, dev.as_ref().map(|d| d.get_ref()), &limits).await?;
         tracing::info!(
             issuers = policy_set.issuers().count(),
             policies = policy_set.policies().count(),
@@ -98,8 +82,10 @@ impl Application {
         )?;
         let cache = KeyCache::new(
             fetcher,
-            config.jwks_cache_ttl.0,
-            config.jwks_refetch_cooldown.0,
+            CachePolicy {
+                default_ttl: config.jwks_cache_ttl.0,
+                cooldown: config.jwks_refetch_cooldown.0,
+            },
         );
         let broker = web::Data::new(Broker {
             issuer_url: issuer_url.clone(),
@@ -111,7 +97,13 @@ impl Application {
                 default_ttl: config.default_ttl.0,
                 max_ttl: config.max_ttl.0,
             },
+            rate_limits: RateLimits::from_config(
+                &config.rate_limit_per_client,
+                &config.rate_limit_per_subject,
+            )
+            .map_err(anyhow::Error::msg)?,
         });
+        spawn_jti_purge(broker.clone().into_inner());
 
         let server = HttpServer::new(move || {
             let mut app = App::new()
@@ -168,9 +160,48 @@ fn policy_errors(dir: &std::path::Path, errs: &[crate::policy::load::LoadError])
     )
 }
 
-/// Stores the files' documents (in one transaction) so the history records them.
-async fn apply_bundle(store: &dyn storage::Storage, bundle: &Bundle) -> anyhow::Result<()> {
-    let mut changes = Vec::new();
+/// Reads the policies folder over the stored documents, checks the whole result, and only
+/// then stores it (one transaction): all files apply, or none do. Documents that came from
+/// files whose documents are gone are removed, so deleting a file revokes its policies.
+async fn load_policies(
+    store: &dyn storage::Storage,
+    config: &Config,
+    dev: Option<&DevIdp>,
+    limits: &Limits,
+) -> anyhow::Result<PolicySet> {
+    let mut base = store.documents().await?;
+    let Some(dir) = policies_dir(config) else {
+        return compile_base(base, dev, limits);
+    };
+    let bundle = Bundle::load_dir(&dir).map_err(|errs| policy_errors(&dir, &errs))?;
+    let in_bundle = |kind: Kind, name: &str| match kind {
+        Kind::Issuer => bundle.issuers.iter().any(|(d, _)| d.name == name),
+        Kind::TrustPolicy => bundle.policies.iter().any(|(d, _)| d.name == name),
+    };
+    let gone: Vec<(Kind, String)> = std::mem::take(&mut base.from_files)
+        .into_iter()
+        .filter(|(kind, name)| !in_bundle(*kind, name))
+        .collect();
+    base.issuers
+        .retain(|d| !gone.contains(&(Kind::Issuer, d.name.clone())));
+    base.policies
+        .retain(|d| !gone.contains(&(Kind::TrustPolicy, d.name.clone())));
+    if let Some(dev) = dev {
+        let (issuer, policy) = dev.documents();
+        base.issuers.push(issuer);
+        base.policies.push(policy);
+    }
+    let set = bundle
+        .compile_over(&base.issuers, &base.policies, limits)
+        .map_err(|errs| policy_errors(&dir, &errs))?;
+    let mut changes: Vec<DocumentChange> = gone
+        .into_iter()
+        .map(|(kind, name)| DocumentChange {
+            kind,
+            name,
+            body: None,
+        })
+        .collect();
     for (doc, _) in &bundle.issuers {
         changes.push(DocumentChange {
             kind: Kind::Issuer,
@@ -186,10 +217,44 @@ async fn apply_bundle(store: &dyn storage::Storage, bundle: &Bundle) -> anyhow::
         });
     }
     let changed = store
-        .apply_documents(&changes, "policies_dir", crate::jose::unix_now())
+        .apply_documents(&changes, storage::FILES_ACTOR, crate::jose::unix_now())
         .await?;
     if changed > 0 {
-        tracing::info!(changed, "applied policy files");
+        tracing::info!(changed, dir = %dir.display(), "applied policy files");
     }
-    Ok(())
+    Ok(set)
+}
+
+fn compile_base(
+    mut base: storage::StoredDocuments,
+    dev: Option<&DevIdp>,
+    limits: &Limits,
+) -> anyhow::Result<PolicySet> {
+    if let Some(dev) = dev {
+        let (issuer, policy) = dev.documents();
+        base.issuers.push(issuer);
+        base.policies.push(policy);
+    }
+    PolicySet::compile(&base.issuers, &base.policies, limits).map_err(|errs| {
+        let list: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "stored policy documents are invalid:\n  {}",
+            list.join("\n  ")
+        )
+    })
+}
+
+/// Forgets consumed subject-token jtis once they expire, every ten minutes.
+fn spawn_jti_purge(broker: std::sync::Arc<Broker>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            match broker.store.purge_jtis(crate::jose::unix_now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "forgot expired subject-token jtis"),
+                Err(e) => tracing::warn!(error = %e, "purging expired jtis failed"),
+            }
+        }
+    });
 }

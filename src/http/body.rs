@@ -72,6 +72,19 @@ impl Params {
         Ok(Self(params))
     }
 
+    /// Adds `other`'s parameters; one given in both is refused as repeated.
+    pub fn merge(&mut self, other: Params) -> Result<(), OAuthError> {
+        for (k, v) in other.0 {
+            if self.get(&k).is_some() {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {k:?} is repeated"
+                )));
+            }
+            self.0.push((k, v));
+        }
+        Ok(())
+    }
+
     /// A parameter's value.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -19,13 +19,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/token")
             .route(web::post().to(token::exchange))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(web::to(|id: RequestId| method_not_allowed(id, "POST"))),
     )
     .service(
         web::resource("/sts/exchange")
             .route(web::get().to(sts_exchange::exchange))
             .route(web::post().to(sts_exchange::exchange))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(web::to(|id: RequestId| method_not_allowed(id, "GET, POST"))),
     )
     .route(
         "/.well-known/openid-configuration",
@@ -41,13 +41,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/readyz", web::get().to(health::readyz));
 }
 
-async fn method_not_allowed(id: RequestId) -> HttpResponse {
-    OAuthError::new(
+async fn method_not_allowed(id: RequestId, allow: &'static str) -> HttpResponse {
+    use actix_web::http::header::{ALLOW, HeaderValue};
+    let mut response = OAuthError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request",
         "method not allowed",
     )
-    .response(&id.0)
+    .response(&id.0);
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// JSON 404 for every unknown path.

@@ -1,5 +1,7 @@
 //! RFC 6749 §5.2 error responses, and the mapping from domain errors to them.
 
+use std::time::Duration;
+
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, PRAGMA};
@@ -17,6 +19,8 @@ pub struct OAuthError {
     pub error: &'static str,
     /// A safe, human sentence.
     pub description: String,
+    /// Seconds for `Retry-After` (429 and 503).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -25,12 +29,23 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
     }
 
-    /// Any error.
+    /// Any error; 503s carry a short `Retry-After`.
     pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
         Self {
             status,
             error,
             description: description.into(),
+            retry_after: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(5),
+        }
+    }
+
+    /// 429 with `Retry-After` in whole seconds (at least one). `slow_down` is the registered
+    /// OAuth error for "too frequent" (RFC 8628); RFC 6749 defines none.
+    pub fn rate_limited(wait: Duration, description: impl Into<String>) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(seconds.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", description)
         }
     }
 
@@ -40,8 +55,8 @@ impl OAuthError {
         builder
             .insert_header((CACHE_CONTROL, "no-store"))
             .insert_header((PRAGMA, "no-cache"));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            builder.insert_header(("Retry-After", "5"));
+        if let Some(seconds) = self.retry_after {
+            builder.insert_header(("Retry-After", seconds.to_string()));
         }
         builder.json(json!({
             "error": self.error,
@@ -68,9 +83,11 @@ impl From<&ExchangeError> for OAuthError {
             ExchangeError::InvalidScope => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_scope", text)
             }
+            ExchangeError::RateLimited(wait) => Self::rate_limited(*wait, text),
             ExchangeError::Inbound(_)
             | ExchangeError::NotAdmitted
-            | ExchangeError::AudienceRequired => Self::invalid_request(text),
+            | ExchangeError::AudienceRequired
+            | ExchangeError::Replayed => Self::invalid_request(text),
         }
     }
 }

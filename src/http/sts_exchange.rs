@@ -1,31 +1,54 @@
 //! `GET|POST /sts/exchange`: the octo-sts shape of the same exchange. `identity` names the
 //! policy, `scope` (or `scopes`) the audience; the OIDC token is the bearer credential.
+//! Parameters come from the query string, and for POST also from a form body.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::body::Params;
+use super::body::{Params, is_form, read_limited};
 use super::oauth_error::OAuthError;
 use super::request_id::RequestId;
 use crate::broker::Broker;
 use crate::exchange::{ExchangeRequest, RequestContext};
 
 /// The handler.
-pub async fn exchange(req: HttpRequest, broker: web::Data<Broker>, id: RequestId) -> HttpResponse {
-    match handle(&req, &broker, &id).await {
+pub async fn exchange(
+    req: HttpRequest,
+    payload: web::Payload,
+    broker: web::Data<Broker>,
+    id: RequestId,
+) -> HttpResponse {
+    match handle(&req, payload, &broker, &id).await {
         Ok(token) => HttpResponse::Ok()
             .insert_header((CACHE_CONTROL, "no-store"))
             .json(json!({ "token": token })),
-        Err(e) => HttpResponse::build(e.status)
-            .insert_header((CACHE_CONTROL, "no-store"))
-            .json(json!({ "error": e.error, "message": e.description, "request_id": id.0 })),
+        Err(e) => {
+            let mut response = HttpResponse::build(e.status);
+            response.insert_header((CACHE_CONTROL, "no-store"));
+            if let Some(seconds) = e.retry_after {
+                response.insert_header(("Retry-After", seconds.to_string()));
+            }
+            response.json(json!({ "error": e.error, "message": e.description, "request_id": id.0 }))
+        }
     }
 }
 
-async fn handle(req: &HttpRequest, broker: &Broker, id: &RequestId) -> Result<String, OAuthError> {
-    let params = Params::parse(req.query_string().as_bytes())?;
+async fn handle(
+    req: &HttpRequest,
+    payload: web::Payload,
+    broker: &Broker,
+    id: &RequestId,
+) -> Result<String, OAuthError> {
+    let client = req.peer_addr().map(|a| a.ip().to_string());
+    broker
+        .check_client_rate(client.as_deref())
+        .map_err(|wait| OAuthError::rate_limited(wait, "too many requests; retry later"))?;
+    let mut params = Params::parse(req.query_string().as_bytes())?;
+    if is_form(req) {
+        params.merge(Params::parse(&read_limited(req, payload).await?)?)?;
+    }
     let token = bearer(req).ok_or_else(|| {
         OAuthError::new(
             StatusCode::UNAUTHORIZED,
@@ -47,7 +70,7 @@ async fn handle(req: &HttpRequest, broker: &Broker, id: &RequestId) -> Result<St
     };
     let ctx = RequestContext {
         request_id: id.0.clone(),
-        client_addr: req.peer_addr().map(|a| a.ip().to_string()),
+        client_addr: client,
         now: crate::jose::unix_now(),
     };
     let issued = broker

@@ -36,6 +36,10 @@ async fn handle(
     broker: &Broker,
     id: &RequestId,
 ) -> Result<HttpResponse, OAuthError> {
+    let client = req.peer_addr().map(|a| a.ip().to_string());
+    broker
+        .check_client_rate(client.as_deref())
+        .map_err(|wait| OAuthError::rate_limited(wait, "too many requests; retry later"))?;
     let body = read_limited(req, payload).await?;
     if !is_form(req) {
         return Err(OAuthError::invalid_request(
@@ -46,7 +50,7 @@ async fn handle(
     let (request, issued_type) = parse_request(&params)?;
     let ctx = RequestContext {
         request_id: id.0.clone(),
-        client_addr: req.peer_addr().map(|a| a.ip().to_string()),
+        client_addr: client,
         now: crate::jose::unix_now(),
     };
     let issued = broker

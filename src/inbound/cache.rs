@@ -4,7 +4,11 @@
 //!   it is taken), so a cold cache hit by a thousand requests makes one fetch.
 //! - An unknown `kid` refetches at most once per cooldown per issuer: random `kid`s cannot
 //!   turn the broker into a flood against the issuer, and a miss never evicts good keys.
-//! - When a refresh fails, the last good keys keep serving up to a bounded staleness.
+//! - Freshness follows the issuer's `Cache-Control: max-age`, bounded below by the cooldown
+//!   and above by a day.
+//! - When a refresh fails, the last good keys keep serving up to a bounded staleness; a
+//!   failed fetch is not retried within the cooldown (negative caching); an empty key set is
+//!   never cached.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +17,14 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::Mutex;
 
 use super::fetch::{FetchError, Fetcher};
-use super::keys::{KeyLookup, KeySet};
+use super::keys::{KeyLookup, KeySet, VerifyKey};
+use crate::jose::InboundAlg;
 use crate::policy::Issuer;
 
-/// Last good keys serve at most this long past their refresh time while the issuer is down.
+/// Last good keys serve at most this long past their freshness while the issuer is down.
 const MAX_STALENESS: Duration = Duration::from_secs(6 * 3600);
+/// Upper bound on an issuer's `max-age`.
+const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// At most this many issuers' key sets are held.
 const MAX_ISSUERS: u64 = 10_000;
 
@@ -39,41 +46,48 @@ pub enum KeyError {
 struct IssuerKeys {
     current: ArcSwapOption<KeySet>,
     /// Held while fetching; holds the time of the last fetch attempt.
-    fetch: Mutex<Option<Instant>>,
+    last_attempt: Mutex<Option<Instant>>,
+}
+
+/// Bounds of the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct CachePolicy {
+    /// Freshness when the issuer sends no `max-age`.
+    pub default_ttl: Duration,
+    /// Least time between two fetches of one issuer (also the least freshness).
+    pub cooldown: Duration,
 }
 
 /// Issuers' keys, fetched on demand and cached.
 pub struct KeyCache {
     fetcher: Fetcher,
     entries: moka::sync::Cache<String, Arc<IssuerKeys>>,
-    ttl: Duration,
-    cooldown: Duration,
+    policy: CachePolicy,
 }
 
 impl KeyCache {
-    /// A cache that refreshes keys after `ttl` and refetches for unknown `kid`s at most once
-    /// per `cooldown`.
-    pub fn new(fetcher: Fetcher, ttl: Duration, cooldown: Duration) -> Self {
+    /// A cache over `fetcher`.
+    pub fn new(fetcher: Fetcher, policy: CachePolicy) -> Self {
         Self {
             fetcher,
             entries: moka::sync::Cache::new(MAX_ISSUERS),
-            ttl,
-            cooldown,
+            policy,
         }
     }
 
     /// Runs `use_key` with the key for (`alg`, `kid`) of a registered issuer, fetching keys
-    /// only when they are missing, expired, or (past the cooldown) lack this `kid`.
+    /// only when they are missing, stale, or (past the cooldown) lack this `kid`.
     pub async fn with_key<T>(
         &self,
         issuer: &Issuer,
-        alg: crate::jose::InboundAlg,
+        alg: InboundAlg,
         kid: Option<&str>,
-        use_key: impl Fn(&super::keys::VerifyKey) -> T,
+        use_key: impl Fn(&VerifyKey) -> T,
     ) -> Result<T, KeyError> {
         let entry = self.entries.get_with_by_ref(&issuer.url, Default::default);
+        // The hot path: fresh keys that hold this kid, no lock taken.
         if let Some(set) = entry.current.load_full()
-            && set.fetched_at.elapsed() < self.ttl
+            && set.is_fresh()
             && let KeyLookup::Found(k) = set.find(alg, kid)
         {
             return Ok(use_key(k));
@@ -90,38 +104,31 @@ impl KeyCache {
         &self,
         entry: &IssuerKeys,
         issuer: &Issuer,
-        alg: crate::jose::InboundAlg,
+        alg: InboundAlg,
         kid: Option<&str>,
     ) -> Result<Arc<KeySet>, KeyError> {
-        let mut last_fetch = entry.fetch.lock().await;
+        let mut last_attempt = entry.last_attempt.lock().await;
         // Someone may have fetched while we waited for the lock.
         let current = entry.current.load_full();
-        let cooling = last_fetch.is_some_and(|t| t.elapsed() < self.cooldown);
+        let cooling = last_attempt.is_some_and(|t| t.elapsed() < self.policy.cooldown);
         match &current {
             Some(set) => {
-                let age = set.fetched_at.elapsed();
                 let has_key = matches!(set.find(alg, kid), KeyLookup::Found(_));
-                // Fresh and complete; or fetched (or tried) within the cooldown: use what we have.
-                if (age < self.ttl && has_key) || (cooling && age < self.ttl + MAX_STALENESS) {
+                let usable = set.fetched_at.elapsed() < set.ttl + MAX_STALENESS;
+                if (set.is_fresh() && has_key) || (cooling && usable) {
                     return Ok(set.clone());
                 }
             }
-            // A failed fetch is not retried within the cooldown (negative caching).
             None if cooling => {
                 return Err(KeyError::Unavailable(FetchError::Invalid(format!(
-                    "{} keys recently unavailable",
+                    "{} keys were unavailable moments ago",
                     issuer.url
                 ))));
             }
             None => {}
         }
-        *last_fetch = Some(Instant::now());
-        let fetched = self.fetcher.fetch_jwks(&issuer.url).await.and_then(|jwks| {
-            KeySet::from_jwks(&jwks, &issuer.algorithms).ok_or_else(|| {
-                FetchError::Invalid(format!("{} publishes no usable key", issuer.url))
-            })
-        });
-        match fetched {
+        *last_attempt = Some(Instant::now());
+        match self.fetch(issuer).await {
             Ok(set) => {
                 let set = Arc::new(set);
                 entry.current.store(Some(set.clone()));
@@ -130,10 +137,19 @@ impl KeyCache {
             Err(e) => {
                 tracing::warn!(issuer = %issuer.name, error = %e, "issuer key refresh failed");
                 match current {
-                    Some(set) if set.fetched_at.elapsed() < self.ttl + MAX_STALENESS => Ok(set),
+                    Some(set) if set.fetched_at.elapsed() < set.ttl + MAX_STALENESS => Ok(set),
                     _ => Err(KeyError::Unavailable(e)),
                 }
             }
         }
+    }
+
+    async fn fetch(&self, issuer: &Issuer) -> Result<KeySet, FetchError> {
+        let fetched = self.fetcher.fetch_jwks(issuer).await?;
+        let ttl = fetched.max_age.map_or(self.policy.default_ttl, |age| {
+            age.clamp(self.policy.cooldown, MAX_TTL.max(self.policy.cooldown))
+        });
+        KeySet::from_jwks(&fetched.jwks, &issuer.algorithms, ttl)
+            .ok_or_else(|| FetchError::Invalid(format!("{} publishes no usable key", issuer.url)))
     }
 }

@@ -4,7 +4,7 @@
 //! hot path never re-parses a key. A JWK whose `kty`/`crv` disagrees with the algorithm, or
 //! whose own `alg`/`use` says otherwise, never becomes a key for it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 use serde_json::Value;
@@ -45,29 +45,44 @@ pub struct KeySet {
     pub keys: Vec<VerifyKey>,
     /// When they were fetched.
     pub fetched_at: Instant,
+    /// How long they are fresh (from the issuer's `Cache-Control`, within bounds).
+    pub ttl: Duration,
+    /// How many signing JWKs the issuer publishes (for the no-`kid` rule).
+    jwk_count: usize,
 }
 
 impl KeySet {
     /// Builds the set from a JWKS document, keeping only keys for `algs`. JWKs that cannot be
     /// used are skipped (an issuer may publish encryption keys too); `None` when nothing usable
     /// remains, so an empty set is never cached.
-    pub fn from_jwks(jwks: &Value, algs: &[InboundAlg]) -> Option<Self> {
+    pub fn from_jwks(jwks: &Value, algs: &[InboundAlg], ttl: Duration) -> Option<Self> {
         let list = jwks.get("keys")?.as_array()?;
+        if list.len() > MAX_KEYS {
+            return None;
+        }
         let mut keys = Vec::new();
-        for jwk in list.iter().take(MAX_KEYS) {
-            for &alg in algs {
-                if let Some(key) = parse_jwk(jwk, alg) {
-                    keys.push(key);
-                }
-            }
+        let mut jwk_count = 0;
+        for jwk in list {
+            let before = keys.len();
+            keys.extend(algs.iter().filter_map(|&alg| parse_jwk(jwk, alg)));
+            jwk_count += usize::from(keys.len() > before);
         }
         (!keys.is_empty()).then(|| KeySet {
             keys,
             fetched_at: Instant::now(),
+            ttl,
+            jwk_count,
         })
     }
 
-    /// The key for a token's `alg` and `kid`. Without a `kid`, only an unambiguous key is used.
+    /// Still within its freshness lifetime?
+    pub fn is_fresh(&self) -> bool {
+        self.fetched_at.elapsed() < self.ttl
+    }
+
+    /// The key for a token's `alg` and `kid`. Without a `kid`, only an issuer that publishes
+    /// exactly one key is trusted to mean that key: with several, guessing would let a token
+    /// pick whichever key suits it.
     pub fn find(&self, alg: InboundAlg, kid: Option<&str>) -> KeyLookup<'_> {
         let mut candidates = self.keys.iter().filter(|k| k.alg == alg);
         match kid {
@@ -75,10 +90,10 @@ impl KeySet {
                 Some(k) => KeyLookup::Found(k),
                 None => KeyLookup::UnknownKid,
             },
-            None => match (candidates.next(), candidates.next()) {
-                (Some(k), None) => KeyLookup::Found(k),
-                (Some(_), Some(_)) => KeyLookup::Ambiguous,
-                (None, _) => KeyLookup::UnknownKid,
+            None if self.jwk_count > 1 => KeyLookup::Ambiguous,
+            None => match candidates.next() {
+                Some(k) => KeyLookup::Found(k),
+                None => KeyLookup::UnknownKid,
             },
         }
     }

@@ -7,6 +7,6 @@ pub mod jws;
 pub mod keys;
 mod validate;
 
-pub use cache::KeyCache;
+pub use cache::{CachePolicy, KeyCache};
 pub use fetch::Fetcher;
 pub use validate::{InboundError, Validated, Validator};

@@ -64,6 +64,10 @@ pub struct IssuerDoc {
     /// Each `jti` is exchanged at most once.
     #[serde(default)]
     pub replay_protection: bool,
+    /// Fetch keys from this JWKS URL instead of the one discovery names (for issuers whose
+    /// keys live on another host, e.g. `accounts.google.com`). https only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
     /// Inbound `exp - iat` may not exceed this; default 24h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_token_lifetime: Option<HumanDuration>,

@@ -27,6 +27,8 @@ pub struct Issuer {
     pub replay_protection: bool,
     /// Ceiling on inbound `exp - iat`.
     pub max_token_lifetime: Duration,
+    /// Explicit JWKS URL (skips discovery).
+    pub jwks_url: Option<String>,
     /// The document it was built from.
     pub doc: IssuerDoc,
 }
@@ -40,6 +42,11 @@ impl Issuer {
         }
         if let Err(reason) = check_issuer_url(&doc.url, allow_loopback_http) {
             return err("url", reason);
+        }
+        if let Some(jwks_url) = &doc.jwks_url
+            && let Err(reason) = check_issuer_url(jwks_url, allow_loopback_http)
+        {
+            return err("jwks_url", reason);
         }
         if doc.audiences.is_empty() || doc.audiences.iter().any(|a| a.is_empty()) {
             return err(
@@ -91,6 +98,7 @@ impl Issuer {
             shared: doc.shared,
             replay_protection: doc.replay_protection,
             max_token_lifetime,
+            jwks_url: doc.jwks_url.clone(),
             doc: doc.clone(),
         })
     }

@@ -35,7 +35,13 @@ pub struct StoredDocuments {
     pub issuers: Vec<IssuerDoc>,
     /// Trust policies.
     pub policies: Vec<TrustPolicyDoc>,
+    /// Documents last written from the policies folder (`updated_by = policies_dir`): the
+    /// files own them, so a document whose file is gone is removed at the next start.
+    pub from_files: Vec<(Kind, String)>,
 }
+
+/// The actor recorded for documents applied from the policies folder.
+pub const FILES_ACTOR: &str = "policies_dir";
 
 /// One change to a document: a new body, or `None` to delete it.
 #[derive(Debug, Clone)]
@@ -82,6 +88,16 @@ pub trait Storage: Send + Sync {
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StorageError>;
     /// Appends audit records in one transaction.
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError>;
+    /// Records that `jti` of `issuer` was exchanged, to be remembered until `expires`;
+    /// `false` when it already was (a replay). Atomic across replicas sharing the database.
+    async fn consume_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires: i64,
+    ) -> Result<bool, StorageError>;
+    /// Forgets consumed jtis whose memory ended before `now`; returns how many.
+    async fn purge_jtis(&self, now: i64) -> Result<u64, StorageError>;
     /// Is the database reachable?
     async fn ping(&self) -> Result<(), StorageError>;
 }

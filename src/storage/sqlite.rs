@@ -45,14 +45,16 @@ impl SqliteStore {
 #[async_trait]
 impl Storage for SqliteStore {
     async fn documents(&self) -> Result<StoredDocuments, StorageError> {
-        let rows = sqlx::query("SELECT kind, name, body FROM documents ORDER BY kind, name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT kind, name, body, updated_by FROM documents ORDER BY kind, name")
+                .fetch_all(&self.pool)
+                .await?;
         let mut docs = StoredDocuments::default();
         for row in rows {
             let kind: String = row.try_get("kind")?;
             let name: String = row.try_get("name")?;
             let body: String = row.try_get("body")?;
+            let updated_by: String = row.try_get("updated_by")?;
             let corrupt =
                 |e: serde_json::Error| StorageError::Corrupt(format!("{kind} {name}: {e}"));
             match Kind::parse(&kind) {
@@ -63,6 +65,11 @@ impl Storage for SqliteStore {
                     .policies
                     .push(serde_json::from_str(&body).map_err(corrupt)?),
                 None => return Err(StorageError::Corrupt(format!("unknown kind {kind}"))),
+            }
+            if updated_by == super::FILES_ACTOR
+                && let Some(kind) = Kind::parse(&kind)
+            {
+                docs.from_files.push((kind, name));
             }
         }
         Ok(docs)
@@ -193,6 +200,31 @@ impl Storage for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn consume_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires: i64,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "INSERT INTO used_jtis (issuer, jti, expires) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(issuer)
+        .bind(jti)
+        .bind(expires)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn purge_jtis(&self, now: i64) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM used_jtis WHERE expires < ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

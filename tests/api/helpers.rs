@@ -20,12 +20,26 @@ pub const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 
 const RSA_PEM: &str = include_str!("../fixtures/idp_rsa_test_key.pem");
 
+/// How the fake issuer misbehaves.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mode {
+    /// Serves discovery and JWKS.
+    Normal,
+    /// Answers every request with this status.
+    Status(u16),
+    /// Answers 200 with a body that is not JSON.
+    Garbage,
+    /// Answers every request with a redirect to this URL.
+    Redirect(String),
+}
+
 /// A fake OIDC issuer: its own keys, discovery and JWKS, counting what it serves.
 pub struct FakeIdp {
     pub url: String,
     pub discovery_hits: Arc<AtomicUsize>,
     pub jwks_hits: Arc<AtomicUsize>,
-    es_key: EncodingKey,
+    state: web::Data<IdpState>,
+    es_key: std::sync::RwLock<(String, EncodingKey)>,
     pub es_kid: String,
     rsa_key: EncodingKey,
     pub rsa_kid: String,
@@ -34,20 +48,30 @@ pub struct FakeIdp {
 
 struct IdpState {
     issuer: String,
-    jwks: Value,
+    jwks: std::sync::RwLock<Value>,
+    discovery: std::sync::RwLock<Option<Value>>,
+    mode: std::sync::RwLock<Mode>,
+    cache_control: std::sync::RwLock<Option<String>>,
     discovery_hits: Arc<AtomicUsize>,
     jwks_hits: Arc<AtomicUsize>,
 }
 
+/// A fresh ES256 key: its id, signing key and public JWK.
+fn es256_key() -> (String, EncodingKey, Value) {
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let point = pair.public_key().as_ref().to_vec();
+    let kid = format!("es-{}", uuid::Uuid::new_v4().simple());
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+        "x": b64url(&point[1..33]), "y": b64url(&point[33..65])});
+    (kid, EncodingKey::from_ec_der(pkcs8.as_ref()), jwk)
+}
+
 impl FakeIdp {
     pub async fn start() -> Self {
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-                .unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-        let point = pair.public_key().as_ref().to_vec();
-        let es_kid = format!("es-{}", uuid::Uuid::new_v4().simple());
+        let (es_kid, es_key, es_jwk) = es256_key();
         let rsa_der = pem_body(RSA_PEM);
         let rsa = RsaKeyPair::from_der(&rsa_der).unwrap();
         let n = rsa
@@ -62,8 +86,7 @@ impl FakeIdp {
             .to_vec();
         let rsa_kid = "rsa-1".to_string();
         let jwks = json!({"keys": [
-            {"kty": "EC", "crv": "P-256", "kid": es_kid, "use": "sig", "alg": "ES256",
-             "x": b64url(&point[1..33]), "y": b64url(&point[33..65])},
+            es_jwk,
             {"kty": "RSA", "kid": rsa_kid, "use": "sig", "alg": "RS256", "n": b64url(&n), "e": b64url(&e)},
         ]});
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -72,13 +95,17 @@ impl FakeIdp {
         let jwks_hits = Arc::new(AtomicUsize::new(0));
         let state = web::Data::new(IdpState {
             issuer: url.clone(),
-            jwks,
+            jwks: std::sync::RwLock::new(jwks),
+            discovery: std::sync::RwLock::new(None),
+            mode: std::sync::RwLock::new(Mode::Normal),
+            cache_control: std::sync::RwLock::new(None),
             discovery_hits: discovery_hits.clone(),
             jwks_hits: jwks_hits.clone(),
         });
+        let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(app_state.clone())
                 .route(
                     "/.well-known/openid-configuration",
                     web::get().to(discovery),
@@ -94,12 +121,49 @@ impl FakeIdp {
             url,
             discovery_hits,
             jwks_hits,
-            es_key: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            state,
+            es_key: std::sync::RwLock::new((es_kid.clone(), es_key)),
             es_kid,
             rsa_key: EncodingKey::from_rsa_pem(RSA_PEM.as_bytes()).unwrap(),
             rsa_kid,
             rsa_public_n: n,
         }
+    }
+
+    /// Replaces the published JWKS.
+    pub fn set_jwks(&self, jwks: Value) {
+        *self.state.jwks.write().unwrap() = jwks;
+    }
+
+    /// The published JWKS.
+    pub fn jwks(&self) -> Value {
+        self.state.jwks.read().unwrap().clone()
+    }
+
+    /// Serves this discovery document instead of the correct one.
+    pub fn set_discovery(&self, doc: Value) {
+        *self.state.discovery.write().unwrap() = Some(doc);
+    }
+
+    /// Changes how the issuer answers.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.write().unwrap() = mode;
+    }
+
+    /// Sends this `Cache-Control` with the JWKS.
+    pub fn set_cache_control(&self, value: &str) {
+        *self.state.cache_control.write().unwrap() = Some(value.to_owned());
+    }
+
+    /// Rotates the ES256 key: a new key signs from now on, published beside the old ones.
+    /// Returns the new kid.
+    pub fn rotate(&self) -> String {
+        let (kid, key, jwk) = es256_key();
+        let mut jwks = self.jwks();
+        jwks["keys"].as_array_mut().unwrap().insert(0, jwk);
+        self.set_jwks(jwks);
+        *self.es_key.write().unwrap() = (kid.clone(), key);
+        kid
     }
 
     /// Claims like a GitHub Actions token for `acme/api` on main.
@@ -137,11 +201,17 @@ impl FakeIdp {
         claims
     }
 
-    /// An ES256 token over `claims`.
+    /// An ES256 token over `claims`, signed with the current key.
     pub fn token(&self, claims: &Value) -> String {
+        let key = self.es_key.read().unwrap();
         let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.es_kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.es_key).unwrap()
+        header.kid = Some(key.0.clone());
+        jsonwebtoken::encode(&header, claims, &key.1).unwrap()
+    }
+
+    /// An ES256 token with a chosen header (the current key still signs honestly).
+    pub fn token_with_header(&self, header: Header, claims: &Value) -> String {
+        jsonwebtoken::encode(&header, claims, &self.es_key.read().unwrap().1).unwrap()
     }
 
     /// An RS256 token over `claims`.
@@ -157,15 +227,47 @@ impl FakeIdp {
     }
 }
 
+/// Misbehaviour shared by both routes, if any.
+fn misbehave(state: &IdpState) -> Option<HttpResponse> {
+    match state.mode.read().unwrap().clone() {
+        Mode::Normal => None,
+        Mode::Status(code) => {
+            Some(HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap()).finish())
+        }
+        Mode::Garbage => Some(
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body("<html>not json"),
+        ),
+        Mode::Redirect(to) => Some(
+            HttpResponse::Found()
+                .insert_header(("location", to))
+                .finish(),
+        ),
+    }
+}
+
 async fn discovery(state: web::Data<IdpState>) -> HttpResponse {
     state.discovery_hits.fetch_add(1, Ordering::SeqCst);
-    HttpResponse::Ok()
-        .json(json!({"issuer": state.issuer, "jwks_uri": format!("{}/jwks", state.issuer)}))
+    if let Some(response) = misbehave(&state) {
+        return response;
+    }
+    let doc = state.discovery.read().unwrap().clone();
+    HttpResponse::Ok().json(doc.unwrap_or_else(
+        || json!({"issuer": state.issuer, "jwks_uri": format!("{}/jwks", state.issuer)}),
+    ))
 }
 
 async fn jwks_route(state: web::Data<IdpState>) -> HttpResponse {
     state.jwks_hits.fetch_add(1, Ordering::SeqCst);
-    HttpResponse::Ok().json(&state.jwks)
+    if let Some(response) = misbehave(&state) {
+        return response;
+    }
+    let mut response = HttpResponse::Ok();
+    if let Some(cc) = state.cache_control.read().unwrap().clone() {
+        response.insert_header(("cache-control", cc));
+    }
+    response.json(&*state.jwks.read().unwrap())
 }
 
 fn pem_body(pem: &str) -> Vec<u8> {
@@ -224,13 +326,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with a hook to change the configuration.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_full(POLICIES, tweak).await
+}
+
+/// A broker with these policies (`{IDP}` is replaced by the fake issuer's URL).
+pub async fn spawn_app_full(policy_text: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let idp = FakeIdp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(
         policies.join("test.yaml"),
-        POLICIES.replace("{IDP}", &idp.url),
+        policy_text.replace("{IDP}", &idp.url),
     )
     .unwrap();
     let db_path = dir.path().join("broker.db");
@@ -293,6 +400,17 @@ impl TestApp {
             params.push(("scope", s));
         }
         self.post_token(&params).await
+    }
+
+    /// Starts a second broker on the same database and policies; returns its address.
+    pub async fn restart(&self) -> String {
+        let config = test_config(&self.db_path, &self.dir.path().join("policies"));
+        let app = Application::build(config, Options::default())
+            .await
+            .unwrap();
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        address
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -6,3 +6,4 @@ mod helpers;
 mod hostile;
 mod metadata;
 mod policies;
+mod upstream;

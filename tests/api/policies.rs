@@ -64,3 +64,41 @@ async fn an_invalid_policy_file_stops_start_up_and_changes_nothing() {
         "nothing of the bad bundle was applied: {names:?}"
     );
 }
+
+#[tokio::test]
+async fn removing_a_policy_file_revokes_its_documents_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let text = POLICIES.replace("{IDP}", "http://127.0.0.1:9");
+    let (first, rest) = text.split_at(text.find("kind: TrustPolicy\nname: branches-read").unwrap());
+    std::fs::write(policies.join("a.yaml"), first).unwrap();
+    std::fs::write(policies.join("b.yaml"), rest).unwrap();
+    let db = dir.path().join("p.db");
+    Application::build(test_config(&db, &policies), Options::default())
+        .await
+        .unwrap();
+    std::fs::remove_file(policies.join("b.yaml")).unwrap();
+    Application::build(test_config(&db, &policies), Options::default())
+        .await
+        .unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM documents ORDER BY name")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        names,
+        vec![("api-deploy".to_string(),), ("fake".to_string(),)]
+    );
+    let history: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT name, body FROM document_versions WHERE name = 'branches-read' ORDER BY version",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(history.len(), 2, "created, then deleted");
+    assert!(history[1].1.is_none());
+}

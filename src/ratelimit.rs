@@ -1,0 +1,151 @@
+//! Rate limits: per client address and per (issuer, subject), as GCRA buckets.
+//!
+//! GCRA keeps one timestamp per key (the "theoretical arrival time"), updated with a
+//! compare-and-swap, so a check is a hash lookup and an atomic. Keys live in a bounded cache,
+//! so a flood of distinct keys cannot grow memory without limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// At most this many keys are tracked per limiter; the least recently used are forgotten.
+const MAX_KEYS: u64 = 100_000;
+
+/// A rate such as `100/s` or `600/m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests per period (also the burst).
+    pub count: u32,
+    /// The period.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses `N/s`, `N/m` or `N/h`; `0` (or `0/…`) means no limit (`Ok(None)`).
+    pub fn parse(text: &str) -> Result<Option<Self>, String> {
+        let text = text.trim();
+        if text == "0" {
+            return Ok(None);
+        }
+        let bad =
+            || format!("invalid rate {text:?}: expected N/s, N/m or N/h, or 0 to turn it off");
+        let (count, unit) = text.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        Ok((count > 0).then_some(Rate { count, per }))
+    }
+}
+
+/// A keyed limiter.
+pub struct RateLimiter {
+    /// Nanoseconds between two requests at the steady rate.
+    interval: u64,
+    /// How far ahead of now a key's arrival time may run (the burst).
+    tolerance: u64,
+    start: Instant,
+    keys: moka::sync::Cache<String, Arc<AtomicU64>>,
+}
+
+impl RateLimiter {
+    /// A limiter for `rate`, allowing bursts of `rate.count`.
+    pub fn new(rate: Rate) -> Self {
+        let interval = (rate.per.as_nanos() / u128::from(rate.count)).max(1) as u64;
+        Self {
+            interval,
+            tolerance: interval * u64::from(rate.count - 1),
+            start: Instant::now(),
+            keys: moka::sync::Cache::builder()
+                .max_capacity(MAX_KEYS)
+                .time_to_idle(rate.per * 2)
+                .build(),
+        }
+    }
+
+    /// Admits one request for `key`, or says how long to wait.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let now = self.start.elapsed().as_nanos() as u64;
+        let tat = self
+            .keys
+            .get_with_by_ref(key, || Arc::new(AtomicU64::new(0)));
+        let mut current = tat.load(Ordering::Relaxed);
+        loop {
+            let arrival = current.max(now);
+            if arrival - now > self.tolerance {
+                return Err(Duration::from_nanos(arrival - now - self.tolerance));
+            }
+            match tat.compare_exchange_weak(
+                current,
+                arrival + self.interval,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+/// The limits in force.
+#[derive(Default)]
+pub struct RateLimits {
+    /// Per client address.
+    pub per_client: Option<RateLimiter>,
+    /// Per (issuer, subject).
+    pub per_subject: Option<RateLimiter>,
+}
+
+impl RateLimits {
+    /// Builds the limiters from configuration text.
+    pub fn from_config(per_client: &str, per_subject: &str) -> Result<Self, String> {
+        Ok(Self {
+            per_client: Rate::parse(per_client)?.map(RateLimiter::new),
+            per_subject: Rate::parse(per_subject)?.map(RateLimiter::new),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rates() {
+        assert_eq!(Rate::parse("0"), Ok(None));
+        assert_eq!(
+            Rate::parse("100/s"),
+            Ok(Some(Rate {
+                count: 100,
+                per: Duration::from_secs(1)
+            }))
+        );
+        assert_eq!(
+            Rate::parse("600/m").unwrap().unwrap().per,
+            Duration::from_secs(60)
+        );
+        assert!(Rate::parse("fast").is_err());
+        assert!(Rate::parse("10/d").is_err());
+    }
+
+    #[test]
+    fn bursts_then_limits_each_key_alone() {
+        let limiter = RateLimiter::new(Rate {
+            count: 3,
+            per: Duration::from_secs(60),
+        });
+        for _ in 0..3 {
+            assert!(limiter.check("a").is_ok());
+        }
+        let wait = limiter.check("a").unwrap_err();
+        assert!(
+            wait > Duration::from_secs(15) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(limiter.check("b").is_ok(), "another key is not starved");
+    }
+}

@@ -31,7 +31,7 @@ pub struct AuditEvent {
     /// Unix seconds.
     pub time: i64,
     /// `exchange` or `admin`.
-    pub kind: &'static str,
+    pub kind: String,
     /// For exchanges.
     pub decision: Option<Decision>,
     /// Stable reason code (`issued`, `not_admitted`, `signature_invalid`…).
@@ -52,4 +52,45 @@ pub struct AuditEvent {
     pub issued_exp: Option<i64>,
     /// Further detail: requested audience and scopes, per-policy trace.
     pub detail: Value,
+}
+
+/// Filters of an audit query; every one is optional and they combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Events at or after this Unix time.
+    pub since: Option<i64>,
+    /// Events before this Unix time.
+    pub until: Option<i64>,
+    /// Only allowed or only denied exchanges.
+    pub decision: Option<Decision>,
+    /// Only this policy.
+    pub policy: Option<String>,
+    /// Only this inbound subject.
+    pub subject: Option<String>,
+    /// Only `exchange` or only `admin` events.
+    pub kind: Option<String>,
+    /// Page cursor: events older than this id.
+    pub before_id: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// An audit event as stored, with its id (the page cursor).
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    /// Monotonic id.
+    pub id: i64,
+    /// The event.
+    pub event: AuditEvent,
+}
+
+impl Decision {
+    /// Parses `allow` / `deny`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "allow" => Some(Decision::Allow),
+            "deny" => Some(Decision::Deny),
+            _ => None,
+        }
+    }
 }

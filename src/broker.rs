@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::config::Secret;
 use crate::inbound::Validator;
 use crate::mint::KeyRing;
-use crate::policy::PolicySet;
+use crate::policy::{Limits, PolicySet};
 use crate::ratelimit::RateLimits;
 use crate::storage::Storage;
+use crate::storage::StoredDocuments;
 
 /// Lifetimes of issued tokens.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +38,14 @@ pub struct Broker {
     pub lifetimes: Lifetimes,
     /// Per-client and per-subject rate limits.
     pub rate_limits: RateLimits,
+    /// Bounds on what documents may say (for admin edits).
+    pub limits: Limits,
+    /// Documents in force that are not stored (the `--dev` issuer and policy).
+    pub overlay: StoredDocuments,
+    /// The bootstrap admin secret, if configured.
+    pub admin_token: Option<Secret>,
+    /// Serialises admin writes: check-then-write of the whole policy set is one step.
+    pub admin_writes: tokio::sync::Mutex<()>,
 }
 
 impl Broker {

@@ -210,7 +210,7 @@ impl Broker {
         let mut event = AuditEvent {
             request_id: ctx.request_id.clone(),
             time: ctx.now,
-            kind: "exchange",
+            kind: "exchange".into(),
             decision: Some(Decision::Deny),
             reason: String::new(),
             client_addr: ctx.client_addr.clone(),

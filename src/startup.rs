@@ -102,6 +102,10 @@ impl Application {
                 &config.rate_limit_per_subject,
             )
             .map_err(anyhow::Error::msg)?,
+            limits,
+            overlay: dev_documents(dev.as_ref().map(|d| d.get_ref())),
+            admin_token: config.admin_token.clone(),
+            admin_writes: tokio::sync::Mutex::new(()),
         });
         spawn_jti_purge(broker.clone().into_inner());
 
@@ -200,6 +204,7 @@ async fn load_policies(
             kind,
             name,
             body: None,
+            expected_version: None,
         })
         .collect();
     for (doc, _) in &bundle.issuers {
@@ -207,6 +212,7 @@ async fn load_policies(
             kind: Kind::Issuer,
             name: doc.name.clone(),
             body: Some(serde_json::to_value(doc)?),
+            expected_version: None,
         });
     }
     for (doc, _) in &bundle.policies {
@@ -214,6 +220,7 @@ async fn load_policies(
             kind: Kind::TrustPolicy,
             name: doc.name.clone(),
             body: Some(serde_json::to_value(doc)?),
+            expected_version: None,
         });
     }
     let changed = store
@@ -223,6 +230,17 @@ async fn load_policies(
         tracing::info!(changed, dir = %dir.display(), "applied policy files");
     }
     Ok(set)
+}
+
+/// The documents `--dev` adds in memory.
+fn dev_documents(dev: Option<&DevIdp>) -> storage::StoredDocuments {
+    let mut docs = storage::StoredDocuments::default();
+    if let Some(dev) = dev {
+        let (issuer, policy) = dev.documents();
+        docs.issuers.push(issuer);
+        docs.policies.push(policy);
+    }
+    docs
 }
 
 fn compile_base(

@@ -1,5 +1,6 @@
 //! HTTP routes: thin adapters from requests to the domain and back.
 
+pub mod admin;
 pub mod body;
 mod health;
 mod metadata;
@@ -38,7 +39,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/.well-known/jwks.json", web::get().to(metadata::jwks))
     .route("/.well-known/jwks", web::get().to(metadata::jwks))
     .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz));
+    .route("/readyz", web::get().to(health::readyz))
+    .configure(admin::routes);
 }
 
 async fn method_not_allowed(id: RequestId, allow: &'static str) -> HttpResponse {

@@ -1,6 +1,7 @@
 //! Minting the broker's own tokens: signing keys and the claims of an issued token.
 
 mod signing_key;
+pub mod verify;
 
 use std::sync::Arc;
 

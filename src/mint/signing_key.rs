@@ -1,10 +1,12 @@
 //! The broker's own signing keys: generated with aws-lc-rs, held parsed, published as JWKs.
 
 use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::error::KeyRejected;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair,
+    Ed25519KeyPair, KeyPair, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
     RsaKeyPair,
 };
 use serde_json::{Value, json};
@@ -32,6 +34,8 @@ pub struct SigningKey {
     /// The public JWK, as published.
     pub jwk: Value,
     pair: Pair,
+    /// The public half, parsed once, to verify the broker's own tokens (admin, introspection).
+    verifier: ParsedPublicKey,
     rng: SystemRandom,
 }
 
@@ -72,24 +76,32 @@ impl SigningKey {
         let err = |e: &dyn std::fmt::Display| {
             KeyError(format!("stored {} key is unusable: {e}", alg.as_str()))
         };
-        let (pair, jwk) = match alg {
+        let verifier_err = |e: KeyRejected| err(&e);
+        let (pair, jwk, verifier) = match alg {
             SigningAlgorithm::ES256 => {
                 let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
                     .map_err(|e| err(&e))?;
                 let point = pair.public_key().as_ref();
                 let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64url(&point[1..33]), "y": b64url(&point[33..65])});
-                (Pair::Ec(pair), jwk)
+                let verifier =
+                    ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).map_err(verifier_err)?;
+                (Pair::Ec(pair), jwk, verifier)
             }
             SigningAlgorithm::RS256 => {
                 let pair = RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| err(&e))?;
                 let public = pair.public_key();
                 let jwk = json!({"kty": "RSA", "n": b64url(public.modulus().big_endian_without_leading_zero()), "e": b64url(public.exponent().big_endian_without_leading_zero())});
-                (Pair::Rsa(pair), jwk)
+                let der = public.as_der().map_err(|e| err(&e))?;
+                let verifier = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_ref())
+                    .map_err(verifier_err)?;
+                (Pair::Rsa(pair), jwk, verifier)
             }
             SigningAlgorithm::EdDSA => {
                 let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| err(&e))?;
                 let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64url(pair.public_key().as_ref())});
-                (Pair::Ed(pair), jwk)
+                let verifier = ParsedPublicKey::new(&ED25519, pair.public_key().as_ref())
+                    .map_err(verifier_err)?;
+                (Pair::Ed(pair), jwk, verifier)
             }
         };
         let kid = thumbprint(&jwk);
@@ -102,6 +114,7 @@ impl SigningKey {
             alg,
             jwk,
             pair,
+            verifier,
             rng: SystemRandom::new(),
         })
     }
@@ -117,6 +130,11 @@ impl SigningKey {
         token.push('.');
         token.push_str(&b64url(&signature));
         Ok(token)
+    }
+
+    /// Verifies a signature made by this key.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.verifier.verify_sig(message, signature).is_ok()
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {

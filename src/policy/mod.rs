@@ -2,6 +2,7 @@
 
 pub mod document;
 pub mod issuer;
+pub mod lint;
 pub mod load;
 pub mod matcher;
 pub mod set;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::policy::{IssuerDoc, Kind, TrustPolicyDoc};
 
 pub use sqlite::SqliteStore;
@@ -23,6 +23,14 @@ pub enum StorageError {
     /// A stored row cannot be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A conditional write found another version than expected.
+    #[error("{kind} {name:?} changed meanwhile")]
+    Conflict {
+        /// Which kind.
+        kind: &'static str,
+        /// Which document.
+        name: String,
+    },
     /// The URL names no supported database.
     #[error("unsupported database_url (expected sqlite://…)")]
     Unsupported,
@@ -52,6 +60,38 @@ pub struct DocumentChange {
     pub name: String,
     /// The JSON body, or `None` to delete.
     pub body: Option<serde_json::Value>,
+    /// Apply only if the stored version is this one (0: only if absent); `None`: always.
+    pub expected_version: Option<i64>,
+}
+
+/// A stored document with its version.
+#[derive(Debug, Clone)]
+pub struct StoredDocument {
+    /// Which kind.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    /// Version, from 1; each change adds one.
+    pub version: i64,
+    /// The JSON body.
+    pub body: serde_json::Value,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
+    /// Who made it.
+    pub updated_by: String,
+}
+
+/// One version in a document's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DocumentVersion {
+    /// Version number.
+    pub version: i64,
+    /// The body; `None` records a deletion.
+    pub body: Option<serde_json::Value>,
+    /// Unix seconds.
+    pub changed_at: i64,
+    /// Who.
+    pub changed_by: String,
 }
 
 /// A signing key as stored.
@@ -82,6 +122,20 @@ pub trait Storage: Send + Sync {
         actor: &str,
         now: i64,
     ) -> Result<usize, StorageError>;
+    /// The documents of one kind, in name order.
+    async fn list_documents(&self, kind: Kind) -> Result<Vec<StoredDocument>, StorageError>;
+    /// One document.
+    async fn document(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<StoredDocument>, StorageError>;
+    /// Every version of a document, oldest first.
+    async fn history(&self, kind: Kind, name: &str) -> Result<Vec<DocumentVersion>, StorageError>;
+    /// Audit records matching `filter`, newest first.
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError>;
+    /// The audit records of one request.
+    async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError>;
     /// Every signing key.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError>;
     /// Stores a new signing key.

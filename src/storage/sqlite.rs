@@ -7,8 +7,14 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{DocumentChange, Storage, StorageError, StoredDocuments, StoredKey};
-use crate::audit::AuditEvent;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::{
+    DocumentChange, DocumentVersion, Storage, StorageError, StoredDocument, StoredDocuments,
+    StoredKey,
+};
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord, Decision};
 use crate::policy::Kind;
 
 /// SQLite storage.
@@ -91,6 +97,14 @@ impl Storage for SqliteStore {
                     .bind(&change.name)
                     .fetch_optional(&mut *tx)
                     .await?;
+            if let Some(expected) = change.expected_version
+                && current.as_ref().map_or(0, |(v, _)| *v) != expected
+            {
+                return Err(StorageError::Conflict {
+                    kind: change.kind.as_str(),
+                    name: change.name.clone(),
+                });
+            }
             let body = change.body.as_ref().map(ToString::to_string);
             if current.as_ref().map(|(_, b)| b) == body.as_ref() {
                 continue;
@@ -142,6 +156,95 @@ impl Storage for SqliteStore {
         Ok(changed)
     }
 
+    async fn list_documents(&self, kind: Kind) -> Result<Vec<StoredDocument>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT name, version, body, updated_at, updated_by FROM documents WHERE kind = ? ORDER BY name",
+        )
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| stored_document(kind, row)).collect()
+    }
+
+    async fn document(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<StoredDocument>, StorageError> {
+        let row = sqlx::query(
+            "SELECT name, version, body, updated_at, updated_by FROM documents WHERE kind = ? AND name = ?",
+        )
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|row| stored_document(kind, row))
+            .transpose()
+    }
+
+    async fn history(&self, kind: Kind, name: &str) -> Result<Vec<DocumentVersion>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT version, body, changed_at, changed_by FROM document_versions WHERE kind = ? AND name = ? ORDER BY version",
+        )
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let body: Option<String> = row.try_get("body")?;
+                Ok(DocumentVersion {
+                    version: row.try_get("version")?,
+                    body: body.map(|b| parse_json(&b)).transpose()?,
+                    changed_at: row.try_get("changed_at")?,
+                    changed_by: row.try_get("changed_by")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError> {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE 1 = 1"
+        ));
+        if let Some(since) = filter.since {
+            q.push(" AND time >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            q.push(" AND time < ").push_bind(until);
+        }
+        if let Some(decision) = filter.decision {
+            q.push(" AND decision = ").push_bind(decision.as_str());
+        }
+        if let Some(policy) = &filter.policy {
+            q.push(" AND policy = ").push_bind(policy.clone());
+        }
+        if let Some(subject) = &filter.subject {
+            q.push(" AND inbound_sub = ").push_bind(subject.clone());
+        }
+        if let Some(kind) = &filter.kind {
+            q.push(" AND kind = ").push_bind(kind.clone());
+        }
+        if let Some(before) = filter.before_id {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_record).collect()
+    }
+
+    async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE request_id = ? ORDER BY id"
+        )))
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_record).collect()
+    }
+
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
         let rows = sqlx::query(
             "SELECT kid, alg, private_key, state, created_at FROM signing_keys ORDER BY created_at",
@@ -184,7 +287,7 @@ impl Storage for SqliteStore {
             )
             .bind(&e.request_id)
             .bind(e.time)
-            .bind(e.kind)
+            .bind(&e.kind)
             .bind(e.decision.map(|d| d.as_str()))
             .bind(&e.reason)
             .bind(&e.client_addr)
@@ -231,4 +334,46 @@ impl Storage for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+const AUDIT_COLUMNS: &str = "id, request_id, time, kind, decision, reason, client_addr, policy, \
+    inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail";
+
+fn parse_json(text: &str) -> Result<serde_json::Value, StorageError> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
+fn stored_document(kind: Kind, row: &SqliteRow) -> Result<StoredDocument, StorageError> {
+    let body: String = row.try_get("body")?;
+    Ok(StoredDocument {
+        kind,
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        body: parse_json(&body)?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
+fn audit_record(row: &SqliteRow) -> Result<AuditRecord, StorageError> {
+    let decision: Option<String> = row.try_get("decision")?;
+    let detail: String = row.try_get("detail")?;
+    Ok(AuditRecord {
+        id: row.try_get("id")?,
+        event: AuditEvent {
+            request_id: row.try_get("request_id")?,
+            time: row.try_get("time")?,
+            kind: row.try_get("kind")?,
+            decision: decision.as_deref().and_then(Decision::parse),
+            reason: row.try_get("reason")?,
+            client_addr: row.try_get("client_addr")?,
+            policy: row.try_get("policy")?,
+            inbound_iss: row.try_get("inbound_iss")?,
+            inbound_sub: row.try_get("inbound_sub")?,
+            inbound_jti: row.try_get("inbound_jti")?,
+            issued_jti: row.try_get("issued_jti")?,
+            issued_exp: row.try_get("issued_exp")?,
+            detail: parse_json(&detail)?,
+        },
+    })
 }

@@ -13,6 +13,9 @@ use sts_broker::config::Config;
 use sts_broker::jose::{b64url, unix_now};
 use sts_broker::startup::{Application, Options};
 
+/// The bootstrap admin secret of test brokers.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// The `aud` the test broker accepts for the fake issuer.
 pub const AUDIENCE: &str = "sts-test";
 pub const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -364,6 +367,7 @@ pub fn test_config(db_path: &std::path::Path, policies: &std::path::Path) -> Con
         database_url: sts_broker::config::Secret::new(format!("sqlite://{}", db_path.display())),
         policies_dir: Some(policies.to_path_buf()),
         allow_insecure_loopback_issuers: true,
+        admin_token: Some(sts_broker::config::Secret::new(ADMIN_TOKEN)),
         ..Config::default()
     }
 }
@@ -419,6 +423,13 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// An admin API request with the bootstrap token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}/admin/v1{}", self.address, path))
+            .bearer_auth(ADMIN_TOKEN)
     }
 
     /// Audit rows for one request id: (decision, reason, policy).

@@ -1,6 +1,8 @@
 //! One integration-test binary: the real server on a random loopback port, against a fake
 //! identity provider that the tests run themselves.
 
+mod admin;
+mod cli;
 mod exchange;
 mod helpers;
 mod hostile;

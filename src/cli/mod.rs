@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
+mod client;
+mod policy;
+
 use crate::config::Config;
-use crate::policy::Limits;
-use crate::policy::load::Bundle;
 use crate::startup::{Application, Options};
 
 /// sts-broker: exchange OIDC tokens from CI and workloads for short-lived, scoped tokens.
@@ -48,12 +49,64 @@ enum Command {
     },
 }
 
+/// Where the admin API is and how to authenticate to it.
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// The broker's base URL.
+    #[arg(long, env = "STS_BROKER_URL", default_value = "http://127.0.0.1:8080")]
+    pub broker: String,
+    /// File holding an admin bearer token (the bootstrap admin_token or a broker token with
+    /// admin scope); else $STS_BROKER_ADMIN_TOKEN.
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Check every document in DIR offline; errors name file:line.
+    /// Check every document in DIR offline; errors (and warnings) name file:line.
     Lint {
         /// Folder of YAML documents.
         dir: PathBuf,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Show what `apply` would change on a running broker.
+    Diff {
+        /// Folder of YAML documents.
+        dir: PathBuf,
+        /// Also list stored documents that are not in DIR as deletions.
+        #[arg(long)]
+        prune: bool,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Apply every document in DIR to a running broker, all or nothing.
+    Apply {
+        /// Folder of YAML documents.
+        dir: PathBuf,
+        /// Delete stored documents that are not in DIR.
+        #[arg(long)]
+        prune: bool,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Ask a running broker how it would decide an exchange, check by check.
+    Explain {
+        /// File holding the subject token (`-`: stdin).
+        #[arg(long)]
+        token: String,
+        /// Requested audience.
+        #[arg(long)]
+        audience: Option<String>,
+        /// Requested scopes (space-separated).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Evaluate only this policy.
+        #[arg(long)]
+        policy: Option<String>,
+        #[command(flatten)]
+        broker: BrokerArgs,
     },
 }
 
@@ -92,9 +145,22 @@ enum DevCommand {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { dev } => serve(cli.config, dev).await,
-        Command::Policy {
-            command: PolicyCommand::Lint { dir },
-        } => lint(cli.config, &dir),
+        Command::Policy { command } => match command {
+            PolicyCommand::Lint { dir, strict } => policy::lint(cli.config, &dir, strict),
+            PolicyCommand::Diff { dir, prune, broker } => {
+                policy::apply(&dir, prune, true, &broker).await
+            }
+            PolicyCommand::Apply { dir, prune, broker } => {
+                policy::apply(&dir, prune, false, &broker).await
+            }
+            PolicyCommand::Explain {
+                token,
+                audience,
+                scope,
+                policy,
+                broker,
+            } => policy::explain(&token, audience, scope, policy, &broker).await,
+        },
         Command::Token {
             command: TokenCommand::Decode { token },
         } => decode(&token),
@@ -111,7 +177,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+pub(crate) fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
     Config::load(path.as_deref()).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
@@ -146,53 +212,25 @@ async fn serve(path: Option<PathBuf>, dev: bool) -> ExitCode {
     }
 }
 
-fn lint(path: Option<PathBuf>, dir: &std::path::Path) -> ExitCode {
-    let config = match load_config(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let limits = Limits {
-        max_ttl: config.max_ttl.0,
-        allow_insecure_loopback_issuers: config.allow_insecure_loopback_issuers,
-    };
-    if !dir.is_dir() {
-        eprintln!("error: {} is not a folder", dir.display());
-        return ExitCode::from(2);
+/// A token from an argument, or from stdin when it is `-`.
+pub(crate) fn read_token_arg(arg: &str) -> Option<String> {
+    if arg != "-" {
+        return Some(arg.trim().to_owned());
     }
-    let result = Bundle::load_dir(dir).and_then(|b| b.compile_over(&[], &[], &limits));
-    match result {
-        Ok(set) => {
-            println!(
-                "ok: {} issuers, {} policies",
-                set.issuers().count(),
-                set.policies().count()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in &errors {
-                println!("{e}");
-            }
-            eprintln!("{} error(s)", errors.len());
-            ExitCode::from(1)
-        }
-    }
+    let mut token = String::new();
+    std::io::stdin()
+        .take(1 << 20)
+        .read_to_string(&mut token)
+        .ok()?;
+    Some(token.trim().to_owned())
 }
 
 fn decode(arg: &str) -> ExitCode {
-    let mut token = arg.to_owned();
-    if arg == "-" {
-        token.clear();
-        if std::io::stdin()
-            .take(1 << 20)
-            .read_to_string(&mut token)
-            .is_err()
-        {
-            eprintln!("error: cannot read stdin");
-            return ExitCode::from(2);
-        }
-    }
-    let token = token.trim();
+    let Some(token) = read_token_arg(arg) else {
+        eprintln!("error: cannot read stdin");
+        return ExitCode::from(2);
+    };
+    let token = token.as_str();
     let part = |i: usize| -> Option<Value> {
         let bytes = crate::jose::b64url_decode(token.split('.').nth(i)?)?;
         serde_json::from_slice(&bytes).ok()

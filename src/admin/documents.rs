@@ -1,0 +1,373 @@
+//! Changing issuers and policies through the API: validated exactly as files are (the same
+//! parser and the same `PolicySet::compile`), all or nothing, in force at once.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{AdminError, Principal};
+use crate::audit::AuditEvent;
+use crate::broker::Broker;
+use crate::policy::{IssuerDoc, Kind, PolicySet, TrustPolicyDoc};
+use crate::storage::{DocumentChange, StoredDocument, StoredDocuments};
+
+/// A stored document as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct DocumentView {
+    /// The document (same fields as the YAML).
+    pub document: Value,
+    /// Its version (the `ETag`).
+    pub version: i64,
+    /// When it last changed (RFC 3339).
+    pub updated_at: String,
+    /// Who changed it.
+    pub updated_by: String,
+}
+
+impl From<StoredDocument> for DocumentView {
+    fn from(d: StoredDocument) -> Self {
+        Self {
+            document: d.body,
+            version: d.version,
+            updated_at: super::rfc3339(d.updated_at),
+            updated_by: d.updated_by,
+        }
+    }
+}
+
+/// What an apply changed (or, dry, would change).
+#[derive(Debug, Default, Serialize)]
+pub struct ApplyReport {
+    /// New documents, as `Kind/name`.
+    pub created: Vec<String>,
+    /// Changed documents.
+    pub updated: Vec<String>,
+    /// Removed documents (with prune).
+    pub deleted: Vec<String>,
+    /// Documents already as given.
+    pub unchanged: Vec<String>,
+    /// Whether anything was written.
+    pub applied: bool,
+}
+
+/// A document parsed from admin JSON: the same strict types as the YAML.
+enum Parsed {
+    Issuer(IssuerDoc),
+    Policy(TrustPolicyDoc),
+}
+
+impl Parsed {
+    fn parse(kind: Kind, mut body: Value, path_name: Option<&str>) -> Result<Self, AdminError> {
+        let invalid = |m: String| AdminError::Invalid(vec![m]);
+        let object = body
+            .as_object_mut()
+            .ok_or_else(|| invalid("the body must be a JSON object".into()))?;
+        if let Some(k) = object.get("kind")
+            && k.as_str() != Some(kind.as_str())
+        {
+            return Err(invalid(format!("kind must be {:?} here", kind.as_str())));
+        }
+        if let Some(name) = path_name {
+            match object.get("name") {
+                None => {
+                    object.insert("name".into(), json!(name));
+                }
+                Some(n) if n.as_str() == Some(name) => {}
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "the body's name differs from {name:?} in the path"
+                    )));
+                }
+            }
+        }
+        let fail = |e: serde_json::Error| invalid(format!("{} {e}", kind.as_str()));
+        Ok(match kind {
+            Kind::Issuer => Parsed::Issuer(serde_json::from_value(body).map_err(fail)?),
+            Kind::TrustPolicy => Parsed::Policy(serde_json::from_value(body).map_err(fail)?),
+        })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Parsed::Issuer(d) => &d.name,
+            Parsed::Policy(d) => &d.name,
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Parsed::Issuer(_) => Kind::Issuer,
+            Parsed::Policy(_) => Kind::TrustPolicy,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Parsed::Issuer(d) => serde_json::to_value(d),
+            Parsed::Policy(d) => serde_json::to_value(d),
+        }
+        .unwrap_or(Value::Null)
+    }
+
+    /// Puts this document into `docs`, replacing one of the same kind and name.
+    fn place(self, docs: &mut StoredDocuments) {
+        match self {
+            Parsed::Issuer(d) => {
+                docs.issuers.retain(|x| x.name != d.name);
+                docs.issuers.push(d);
+            }
+            Parsed::Policy(d) => {
+                docs.policies.retain(|x| x.name != d.name);
+                docs.policies.push(d);
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// The documents of one kind.
+    pub async fn list_documents(&self, kind: Kind) -> Result<Vec<DocumentView>, AdminError> {
+        Ok(self
+            .store
+            .list_documents(kind)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// One document.
+    pub async fn get_document(&self, kind: Kind, name: &str) -> Result<DocumentView, AdminError> {
+        self.store
+            .document(kind, name)
+            .await?
+            .map(Into::into)
+            .ok_or(AdminError::NotFound)
+    }
+
+    /// Every version of a document (deleted ones too).
+    pub async fn document_history(&self, kind: Kind, name: &str) -> Result<Vec<Value>, AdminError> {
+        let versions = self.store.history(kind, name).await?;
+        if versions.is_empty() {
+            return Err(AdminError::NotFound);
+        }
+        Ok(versions
+            .into_iter()
+            .map(|v| json!({"version": v.version, "changed_at": super::rfc3339(v.changed_at), "changed_by": v.changed_by, "document": v.body}))
+            .collect())
+    }
+
+    /// Creates or replaces a document; returns it and whether it was created.
+    pub async fn put_document(
+        &self,
+        kind: Kind,
+        name: &str,
+        body: Value,
+        if_match: Option<i64>,
+        who: &Principal,
+        request_id: &str,
+    ) -> Result<(DocumentView, bool), AdminError> {
+        let parsed = Parsed::parse(kind, body, Some(name))?;
+        let _write = self.admin_writes.lock().await;
+        let before = self.store.document(kind, name).await?;
+        let after = parsed.to_json();
+        let mut docs = self.store.documents().await?;
+        parsed.place(&mut docs);
+        let set = self.compile_with_overlay(&docs)?;
+        let change = DocumentChange {
+            kind,
+            name: name.to_owned(),
+            body: Some(after.clone()),
+            expected_version: if_match,
+        };
+        self.commit(&[change], set, who, request_id, "put", json!({"kind": kind.as_str(), "name": name, "before": before.as_ref().map(|b| &b.body), "after": after})).await?;
+        let stored = self
+            .store
+            .document(kind, name)
+            .await?
+            .ok_or(AdminError::NotFound)?;
+        Ok((stored.into(), before.is_none()))
+    }
+
+    /// Deletes a document (refused while policies still name an issuer).
+    pub async fn delete_document(
+        &self,
+        kind: Kind,
+        name: &str,
+        if_match: Option<i64>,
+        who: &Principal,
+        request_id: &str,
+    ) -> Result<(), AdminError> {
+        let _write = self.admin_writes.lock().await;
+        let before = self
+            .store
+            .document(kind, name)
+            .await?
+            .ok_or(AdminError::NotFound)?;
+        let mut docs = self.store.documents().await?;
+        match kind {
+            Kind::Issuer => docs.issuers.retain(|d| d.name != name),
+            Kind::TrustPolicy => docs.policies.retain(|d| d.name != name),
+        }
+        let set = self.compile_with_overlay(&docs)?;
+        let change = DocumentChange {
+            kind,
+            name: name.to_owned(),
+            body: None,
+            expected_version: Some(if_match.unwrap_or(before.version)),
+        };
+        self.commit(
+            &[change],
+            set,
+            who,
+            request_id,
+            "delete",
+            json!({"kind": kind.as_str(), "name": name, "before": before.body, "after": null}),
+        )
+        .await
+    }
+
+    /// Applies a whole set of documents at once (the GitOps path): all valid or nothing
+    /// changes. With `prune`, stored documents not in the set are removed. With `dry_run`,
+    /// only reports what would change.
+    pub async fn apply_documents(
+        &self,
+        documents: Vec<Value>,
+        prune: bool,
+        dry_run: bool,
+        who: &Principal,
+        request_id: &str,
+    ) -> Result<ApplyReport, AdminError> {
+        let mut parsed = Vec::with_capacity(documents.len());
+        let mut errors = Vec::new();
+        for (i, doc) in documents.into_iter().enumerate() {
+            let kind = doc
+                .get("kind")
+                .and_then(Value::as_str)
+                .and_then(Kind::parse);
+            match kind.map(|k| Parsed::parse(k, doc, None)) {
+                Some(Ok(p)) => parsed.push(p),
+                Some(Err(AdminError::Invalid(e))) => {
+                    errors.extend(e.into_iter().map(|e| format!("document {i}: {e}")))
+                }
+                Some(Err(e)) => return Err(e),
+                None => errors.push(format!("document {i}: kind must be Issuer or TrustPolicy")),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(AdminError::Invalid(errors));
+        }
+        let _write = self.admin_writes.lock().await;
+        let stored: Vec<StoredDocument> = [Kind::Issuer, Kind::TrustPolicy]
+            .into_iter()
+            .map(|k| self.store.list_documents(k))
+            .collect::<futures_util::future::TryJoinAll<_>>()
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut report = ApplyReport::default();
+        let mut changes = Vec::new();
+        let mut docs = if prune {
+            StoredDocuments::default()
+        } else {
+            self.store.documents().await?
+        };
+        for p in &parsed {
+            let label = format!("{}/{}", p.kind().as_str(), p.name());
+            let body = p.to_json();
+            match stored
+                .iter()
+                .find(|s| s.kind == p.kind() && s.name == p.name())
+            {
+                Some(s) if s.body == body => report.unchanged.push(label),
+                Some(_) => report.updated.push(label),
+                None => report.created.push(label),
+            }
+            changes.push(DocumentChange {
+                kind: p.kind(),
+                name: p.name().to_owned(),
+                body: Some(body),
+                expected_version: None,
+            });
+        }
+        if prune {
+            for s in &stored {
+                if !parsed
+                    .iter()
+                    .any(|p| p.kind() == s.kind && p.name() == s.name)
+                {
+                    report
+                        .deleted
+                        .push(format!("{}/{}", s.kind.as_str(), s.name));
+                    changes.push(DocumentChange {
+                        kind: s.kind,
+                        name: s.name.clone(),
+                        body: None,
+                        expected_version: None,
+                    });
+                }
+            }
+        }
+        for p in parsed {
+            p.place(&mut docs);
+        }
+        let set = self.compile_with_overlay(&docs)?;
+        let nothing =
+            report.created.is_empty() && report.updated.is_empty() && report.deleted.is_empty();
+        if dry_run || nothing {
+            return Ok(report);
+        }
+        let detail = json!({"created": report.created, "updated": report.updated, "deleted": report.deleted, "prune": prune});
+        self.commit(&changes, set, who, request_id, "apply", detail)
+            .await?;
+        report.applied = true;
+        Ok(report)
+    }
+
+    fn compile_with_overlay(&self, docs: &StoredDocuments) -> Result<PolicySet, AdminError> {
+        let mut issuers = docs.issuers.clone();
+        let mut policies = docs.policies.clone();
+        issuers.extend(self.overlay.issuers.iter().cloned());
+        policies.extend(self.overlay.policies.iter().cloned());
+        PolicySet::compile(&issuers, &policies, &self.limits)
+            .map_err(|errs| AdminError::Invalid(errs.iter().map(ToString::to_string).collect()))
+    }
+
+    /// Stores the changes, puts the new set in force, and records who did what. The audit
+    /// record is written before the answer, as for exchanges.
+    async fn commit(
+        &self,
+        changes: &[DocumentChange],
+        set: PolicySet,
+        who: &Principal,
+        request_id: &str,
+        action: &str,
+        detail: Value,
+    ) -> Result<(), AdminError> {
+        let now = crate::jose::unix_now();
+        self.store.apply_documents(changes, &who.name, now).await?;
+        self.policies.store(std::sync::Arc::new(set));
+        let mut detail = detail;
+        detail["actor"] = json!(who.name);
+        let event = AuditEvent {
+            request_id: request_id.to_owned(),
+            time: now,
+            kind: "admin".into(),
+            decision: None,
+            reason: action.to_owned(),
+            client_addr: None,
+            policy: None,
+            inbound_iss: None,
+            inbound_sub: Some(who.name.clone()),
+            inbound_jti: None,
+            issued_jti: None,
+            issued_exp: None,
+            detail,
+        };
+        self.store
+            .append_audit(std::slice::from_ref(&event))
+            .await?;
+        tracing::info!(request_id, actor = %who.name, action, "admin change");
+        Ok(())
+    }
+}

@@ -121,6 +121,10 @@ impl Bundle {
     }
 
     fn add_text(&mut self, file: &Path, text: &str, errors: &mut Vec<LoadError>) {
+        if let Some(e) = foreign_line_break(file, text) {
+            errors.push(e);
+            return;
+        }
         for (line, chunk) in split_documents(text) {
             let origin = Origin {
                 file: file.to_path_buf(),
@@ -261,6 +265,27 @@ fn read_file(path: &Path) -> Result<String, String> {
         return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
     }
     std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// YAML (1.1, as the parser reads it) also breaks lines at a lone `\r`, U+0085, U+2028 and
+/// U+2029, which editors, diffs and our line numbers do not: a reviewer would see one line
+/// where the parser sees two. Policy files must use `\n` or `\r\n`.
+fn foreign_line_break(file: &Path, text: &str) -> Option<LoadError> {
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        let lone_cr = c == '\r' && chars.peek().map(|&(_, n)| n) != Some('\n');
+        if lone_cr || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}') {
+            return Some(LoadError {
+                file: file.display().to_string(),
+                line: text[..at].matches('\n').count() + 1,
+                reason: format!(
+                    "line break {:?} is not allowed; use \\n or \\r\\n line endings",
+                    c
+                ),
+            });
+        }
+    }
+    None
 }
 
 /// Splits multi-document YAML at `---` lines, keeping each document's first line number.

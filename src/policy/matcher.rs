@@ -46,7 +46,7 @@ impl Matcher {
                 source: doc.clone(),
             }),
             MatcherDoc::Regex(r) => Ok(Matcher::Pattern {
-                regex: build_anchored(check_len(r)?)?,
+                regex: build_anchored(check_standalone(check_len(r)?)?)?,
                 source: doc.clone(),
             }),
         }
@@ -134,6 +134,15 @@ fn check_len(pattern: &str) -> Result<&str, String> {
 }
 
 /// Anchors the whole pattern, not just its first and last alternatives.
+/// The pattern must be a whole regex by itself: `main)|(dev` would otherwise close the
+/// anchoring group and compile as `^(?:main)|(dev)$`, anchored at one end per branch.
+fn check_standalone(pattern: &str) -> Result<&str, String> {
+    regex_syntax::Parser::new()
+        .parse(pattern)
+        .map(|_| pattern)
+        .map_err(|e| format!("regex does not compile: {e}"))
+}
+
 fn build_anchored(pattern: &str) -> Result<Regex, String> {
     RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(REGEX_SIZE_LIMIT)

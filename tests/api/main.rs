@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod exchange;
+mod fuzz;
 mod helpers;
 mod hostile;
 mod metadata;

@@ -7,9 +7,10 @@ use arc_swap::ArcSwap;
 
 use crate::config::Secret;
 use crate::inbound::Validator;
-use crate::mint::KeyRing;
+use crate::mint::{KeyManager, KeyRing, KeyRingError};
 use crate::policy::{Limits, PolicySet};
 use crate::ratelimit::RateLimits;
+use crate::revocation::Revocations;
 use crate::storage::Storage;
 use crate::storage::StoredDocuments;
 
@@ -32,6 +33,12 @@ pub struct Broker {
     pub validator: Validator,
     /// Signing keys in force.
     pub keys: ArcSwap<KeyRing>,
+    /// Creates, rotates and unseals signing keys.
+    pub key_manager: KeyManager,
+    /// Revoked broker tokens (checked by introspection and admin authentication).
+    pub revocations: Revocations,
+    /// `Cache-Control: max-age` of the JWKS and discovery.
+    pub jwks_max_age: Duration,
     /// Persistence.
     pub store: Arc<dyn Storage>,
     /// Issued token lifetimes.
@@ -49,6 +56,27 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Rotates if due, then reloads the keys from the database (another replica may have
+    /// rotated) and puts them in force.
+    pub async fn refresh_keys(&self) -> Result<(), KeyRingError> {
+        let now = crate::jose::unix_now();
+        let ring = match self.key_manager.rotate_if_due(&*self.store, now).await? {
+            Some(ring) => ring,
+            None => self.key_manager.load(&*self.store, now).await?,
+        };
+        self.install_keys(ring);
+        Ok(())
+    }
+
+    /// Puts a freshly loaded ring in force, logging when it changed.
+    pub fn install_keys(&self, ring: KeyRing) {
+        let old = self.keys.load();
+        if old.etag != ring.etag {
+            tracing::info!(active = %ring.active.kid, published = ring.published.len(), "signing keys changed");
+            self.keys.store(std::sync::Arc::new(ring));
+        }
+    }
+
     /// Admits one request from `client` under the per-client limit, or says how long to wait.
     /// Checked before the body is read, so a flooding client costs little.
     pub fn check_client_rate(&self, client: Option<&str>) -> Result<(), Duration> {

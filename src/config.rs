@@ -156,6 +156,9 @@ pub struct Config {
     pub key_encryption_key_file: Option<PathBuf>,
     /// How often the signing key rotates.
     pub key_rotation_period: HumanDuration,
+    /// How long relying parties may cache the broker's JWKS and discovery (`Cache-Control:
+    /// max-age`); a new key is published at least this long before it signs.
+    pub jwks_max_age: HumanDuration,
     /// Per client address, e.g. `100/s`; `0` turns it off.
     #[serde(deserialize_with = "scalar_string")]
     pub rate_limit_per_client: String,
@@ -193,6 +196,7 @@ impl Default for Config {
             key_encryption_key: None,
             key_encryption_key_file: None,
             key_rotation_period: HumanDuration(Duration::from_secs(30 * 86400)),
+            jwks_max_age: HumanDuration(Duration::from_secs(300)),
             rate_limit_per_client: "0".into(),
             rate_limit_per_subject: "0".into(),
             log_format: LogFormat::Text,
@@ -288,6 +292,20 @@ impl Config {
             &self.rate_limit_per_subject,
         )
         .map_err(ConfigError::Invalid)?;
+        if self.jwks_max_age.0.is_zero() || self.jwks_max_age.0 > Duration::from_secs(86400) {
+            return bad("jwks_max_age must be between 1s and 24h".into());
+        }
+        if self.key_rotation_period.0 <= self.jwks_max_age.0 {
+            return bad(format!(
+                "key_rotation_period ({:?}) must exceed jwks_max_age ({:?}): a key is published \
+                 that long before it signs",
+                self.key_rotation_period, self.jwks_max_age
+            ));
+        }
+        if let Some(kek) = &self.key_encryption_key {
+            crate::mint::sealing::Kek::parse(kek)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
         if let Some(token) = &self.admin_token
             && token.expose().len() < 16
         {

@@ -19,6 +19,7 @@ pub mod jose;
 pub mod mint;
 pub mod policy;
 pub mod ratelimit;
+pub mod revocation;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

@@ -12,9 +12,12 @@ use crate::broker::{Broker, Lifetimes};
 use crate::config::Config;
 use crate::dev::DevIdp;
 use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
+use crate::mint::sealing::Kek;
+use crate::mint::{KeyManager, KeyPolicy};
 use crate::policy::load::Bundle;
 use crate::policy::{Kind, Limits, PolicySet};
 use crate::ratelimit::RateLimits;
+use crate::revocation::Revocations;
 use crate::storage::{self, DocumentChange};
 
 /// How to start.
@@ -74,8 +77,14 @@ impl Application {
             "policies loaded"
         );
 
-        let now = crate::jose::unix_now();
-        let keys = crate::mint::load_or_create(&*store, config.signing_algorithm, now).await?;
+        let key_manager = KeyManager::new(kek(&config, options)?, key_policy(&config));
+        let keys = key_manager
+            .load(&*store, crate::jose::unix_now())
+            .await
+            .context("loading signing keys")?;
+        let revocations = Revocations::load(&*store, crate::jose::unix_now())
+            .await
+            .context("loading revocations")?;
         let fetcher = Fetcher::new(
             config.upstream_timeout.0,
             config.allow_insecure_loopback_issuers,
@@ -92,6 +101,9 @@ impl Application {
             policies: ArcSwap::from_pointee(policy_set),
             validator: Validator::new(cache, config.clock_leeway.0),
             keys: ArcSwap::from_pointee(keys),
+            key_manager,
+            revocations,
+            jwks_max_age: config.jwks_max_age.0,
             store,
             lifetimes: Lifetimes {
                 default_ttl: config.default_ttl.0,
@@ -108,6 +120,7 @@ impl Application {
             admin_writes: tokio::sync::Mutex::new(()),
         });
         spawn_jti_purge(broker.clone().into_inner());
+        spawn_key_rotation(broker.clone().into_inner());
 
         let server = HttpServer::new(move || {
             let mut app = App::new()
@@ -144,6 +157,29 @@ impl Application {
     /// Serves until the process is told to stop.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// The key-encryption key: configured, or the fixed development one under `--dev` only.
+fn kek(config: &Config, options: Options) -> anyhow::Result<Kek> {
+    match &config.key_encryption_key {
+        Some(secret) => Ok(Kek::parse(secret)?),
+        None if options.dev => Ok(Kek::development()),
+        None => bail!(
+            "no key_encryption_key: signing keys are encrypted at rest and serve refuses to start \
+             without one.\n  Make one with `openssl rand -base64 32` and pass it as \
+             STS_BROKER_KEY_ENCRYPTION_KEY, or put it in a file named by key_encryption_key_file.\n  \
+             Keep it: without it the stored signing keys cannot be opened."
+        ),
+    }
+}
+
+fn key_policy(config: &Config) -> KeyPolicy {
+    KeyPolicy {
+        alg: config.signing_algorithm,
+        max_ttl: config.max_ttl.0,
+        publish_lead: config.jwks_max_age.0,
+        rotation_period: config.key_rotation_period.0,
     }
 }
 
@@ -260,6 +296,28 @@ fn compile_base(
             list.join("\n  ")
         )
     })
+}
+
+/// Rotates the signing key when it is due and reloads the ring (which also drops retired keys
+/// past their window). Ticks often enough that neither a rotation nor an unpublication is late
+/// by more than half a JWKS cache period (and at least every minute).
+fn spawn_key_rotation(broker: std::sync::Arc<Broker>) {
+    let policy = *broker.key_manager.policy();
+    let period = (policy.publish_lead.min(policy.rotation_period) / 2).clamp(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(60),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = broker.refresh_keys().await {
+                tracing::error!(error = %e, "signing-key rotation failed; the current key keeps signing");
+            }
+        }
+    });
 }
 
 /// Forgets consumed subject-token jtis once they expire, every ten minutes.

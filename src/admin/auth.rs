@@ -53,7 +53,8 @@ pub fn authenticate(
     let claims = broker
         .keys
         .load()
-        .verify_own(token, &broker.issuer_url, &audience, now)
+        .verify_own(token, &broker.issuer_url, Some(&audience), now)
+        .filter(|claims| !broker.revocations.is_revoked(claims))
         .ok_or(AuthError::Unauthenticated)?;
     let granted = scopes(&claims).any(|s| match access {
         Access::Read => s == "admin:read" || s == "admin:write",

@@ -5,7 +5,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{AdminError, Principal};
-use crate::audit::AuditEvent;
 use crate::broker::Broker;
 use crate::policy::{IssuerDoc, Kind, PolicySet, TrustPolicyDoc};
 use crate::storage::{DocumentChange, StoredDocument, StoredDocuments};
@@ -347,27 +346,6 @@ impl Broker {
         let now = crate::jose::unix_now();
         self.store.apply_documents(changes, &who.name, now).await?;
         self.policies.store(std::sync::Arc::new(set));
-        let mut detail = detail;
-        detail["actor"] = json!(who.name);
-        let event = AuditEvent {
-            request_id: request_id.to_owned(),
-            time: now,
-            kind: "admin".into(),
-            decision: None,
-            reason: action.to_owned(),
-            client_addr: None,
-            policy: None,
-            inbound_iss: None,
-            inbound_sub: Some(who.name.clone()),
-            inbound_jti: None,
-            issued_jti: None,
-            issued_exp: None,
-            detail,
-        };
-        self.store
-            .append_audit(std::slice::from_ref(&event))
-            .await?;
-        tracing::info!(request_id, actor = %who.name, action, "admin change");
-        Ok(())
+        super::record_change(&*self.store, who, request_id, action, detail, now).await
     }
 }

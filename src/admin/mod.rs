@@ -4,12 +4,18 @@
 mod auth;
 mod documents;
 mod explain;
+mod keys;
+mod revoke;
 
 pub use auth::{Access, AuthError, Principal, authenticate};
 pub use documents::{ApplyReport, DocumentView};
 pub use explain::Explanation;
+pub use revoke::RevokeRequest;
 
-use crate::storage::StorageError;
+use serde_json::{Value, json};
+
+use crate::audit::AuditEvent;
+use crate::storage::{Storage, StorageError};
 
 /// Why an admin request failed. The messages are for admins, who may see details.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +29,42 @@ pub enum AdminError {
     /// `If-Match` named another version.
     #[error("the document changed since it was read (If-Match does not match)")]
     PreconditionFailed,
+    /// The request conflicts with the current state (e.g. a rotation too soon).
+    #[error("{0}")]
+    Conflict(String),
     /// The database failed.
     #[error(transparent)]
     Storage(StorageError),
+}
+
+/// Writes the audit record of an admin change (before the answer, as for exchanges).
+async fn record_change(
+    store: &dyn Storage,
+    who: &Principal,
+    request_id: &str,
+    action: &str,
+    mut detail: Value,
+    now: i64,
+) -> Result<(), AdminError> {
+    detail["actor"] = json!(who.name);
+    let event = AuditEvent {
+        request_id: request_id.to_owned(),
+        time: now,
+        kind: "admin".into(),
+        decision: None,
+        reason: action.to_owned(),
+        client_addr: None,
+        policy: None,
+        inbound_iss: None,
+        inbound_sub: Some(who.name.clone()),
+        inbound_jti: None,
+        issued_jti: None,
+        issued_exp: None,
+        detail,
+    };
+    store.append_audit(std::slice::from_ref(&event)).await?;
+    tracing::info!(request_id, actor = %who.name, action, "admin change");
+    Ok(())
 }
 
 impl From<StorageError> for AdminError {

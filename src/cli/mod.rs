@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
 mod client;
+mod keys;
 mod policy;
 
 use crate::config::Config;
@@ -36,6 +37,11 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// The broker's signing keys (through the admin API).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Inspect tokens.
     Token {
@@ -111,6 +117,20 @@ enum PolicyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Every key with its state (next, active, retired) and dates.
+    List {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Promote the published next key to signing, retire the active one.
+    Rotate {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Print a JWT's header and claims (no verification). `-` reads stdin.
     Decode {
@@ -160,6 +180,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                 policy,
                 broker,
             } => policy::explain(&token, audience, scope, policy, &broker).await,
+        },
+        Command::Keys { command } => match command {
+            KeysCommand::List { broker } => keys::list(&broker).await,
+            KeysCommand::Rotate { broker } => keys::rotate(&broker).await,
         },
         Command::Token {
             command: TokenCommand::Decode { token },

@@ -9,11 +9,14 @@ use serde_json::{Value, json};
 use super::body::{Params, read_limited};
 use super::oauth_error::OAuthError;
 use super::request_id::RequestId;
-use crate::admin::{Access, AdminError, AuthError, Principal, authenticate, rfc3339};
+use crate::admin::{
+    Access, AdminError, AuthError, Principal, RevokeRequest, authenticate, rfc3339,
+};
 use crate::audit::{AuditFilter, AuditRecord, Decision};
 use crate::broker::Broker;
 use crate::exchange::ExchangeRequest;
 use crate::policy::Kind;
+use crate::storage::StoredRevocation;
 
 /// Largest page of audit events.
 const MAX_PAGE: u32 = 500;
@@ -65,7 +68,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/apply", web::post().to(apply))
             .route("/explain", web::post().to(explain))
             .route("/audit", web::get().to(audit))
-            .route("/audit/{request_id}", web::get().to(audit_one)),
+            .route("/audit/{request_id}", web::get().to(audit_one))
+            .route("/keys", web::get().to(keys))
+            .route("/keys/rotate", web::post().to(rotate_keys))
+            .route("/tokens/revoke", web::post().to(revoke_matching))
+            .route("/tokens/{jti}/revoke", web::post().to(revoke_jti))
+            .route("/revocations", web::get().to(revocations)),
     );
 }
 
@@ -118,6 +126,9 @@ fn admin_error(e: AdminError, id: &RequestId) -> HttpResponse {
             &[],
             id,
         ),
+        AdminError::Conflict(message) => {
+            failure(StatusCode::CONFLICT, "conflict", &message, &[], id)
+        }
         AdminError::Storage(e) => {
             tracing::error!(request_id = %id.0, error = %e, "admin storage failure");
             failure(
@@ -132,14 +143,7 @@ fn admin_error(e: AdminError, id: &RequestId) -> HttpResponse {
 }
 
 fn authorize(req: &HttpRequest, broker: &Broker, access: Access) -> Result<Principal, AuthError> {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    authenticate(broker, bearer, access, crate::jose::unix_now())
+    authenticate(broker, super::bearer(req), access, crate::jose::unix_now())
 }
 
 fn auth_failure(e: AuthError, id: &RequestId) -> HttpResponse {
@@ -487,6 +491,123 @@ fn audit_json(record: &AuditRecord) -> Value {
         "issued": {"jti": e.issued_jti, "exp": e.issued_exp.map(rfc3339)},
         "detail": e.detail,
     })
+}
+
+async fn keys(req: HttpRequest, broker: web::Data<Broker>, id: RequestId) -> HttpResponse {
+    if let Err(e) = authorize(&req, &broker, Access::Read) {
+        return auth_failure(e, &id);
+    }
+    match broker.list_keys().await {
+        Ok(keys) => HttpResponse::Ok().json(json!({"keys": keys})),
+        Err(e) => admin_error(e, &id),
+    }
+}
+
+async fn rotate_keys(req: HttpRequest, broker: web::Data<Broker>, id: RequestId) -> HttpResponse {
+    let who = match authorize(&req, &broker, Access::Write) {
+        Ok(p) => p,
+        Err(e) => return auth_failure(e, &id),
+    };
+    match broker.rotate_keys(&who, &id.0).await {
+        Ok(keys) => HttpResponse::Ok().json(json!({"keys": keys})),
+        Err(e) => admin_error(e, &id),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: Option<String>,
+}
+
+async fn revoke_jti(
+    req: HttpRequest,
+    payload: web::Payload,
+    broker: web::Data<Broker>,
+    id: RequestId,
+    jti: Name,
+) -> HttpResponse {
+    let who = match authorize(&req, &broker, Access::Write) {
+        Ok(p) => p,
+        Err(e) => return auth_failure(e, &id),
+    };
+    let body: ReasonBody = match read_optional_json(&req, payload).await {
+        Ok(b) => b,
+        Err(e) => return e.response(&id.0),
+    };
+    match broker.revoke_jti(&jti, body.reason, &who, &id.0).await {
+        Ok(rule) => HttpResponse::Ok().json(revocation_json(&rule)),
+        Err(e) => admin_error(e, &id),
+    }
+}
+
+async fn revoke_matching(
+    req: HttpRequest,
+    payload: web::Payload,
+    broker: web::Data<Broker>,
+    id: RequestId,
+) -> HttpResponse {
+    let who = match authorize(&req, &broker, Access::Write) {
+        Ok(p) => p,
+        Err(e) => return auth_failure(e, &id),
+    };
+    let body: RevokeRequest = match read_optional_json(&req, payload).await {
+        Ok(b) => b,
+        Err(e) => return e.response(&id.0),
+    };
+    match broker.revoke_matching(body, &who, &id.0).await {
+        Ok(rule) => HttpResponse::Ok().json(revocation_json(&rule)),
+        Err(e) => admin_error(e, &id),
+    }
+}
+
+async fn revocations(req: HttpRequest, broker: web::Data<Broker>, id: RequestId) -> HttpResponse {
+    if let Err(e) = authorize(&req, &broker, Access::Read) {
+        return auth_failure(e, &id);
+    }
+    let list: Vec<Value> = broker
+        .revocations
+        .list()
+        .iter()
+        .map(revocation_json)
+        .collect();
+    HttpResponse::Ok().json(json!({"revocations": list}))
+}
+
+fn revocation_json(r: &StoredRevocation) -> Value {
+    json!({
+        "jti": r.jti,
+        "policy": r.policy,
+        "subject": r.subject,
+        "issued_since": rfc3339(r.issued_since),
+        "issued_until": rfc3339(r.issued_until),
+        "expires_at": rfc3339(r.expires_at),
+        "created_at": rfc3339(r.created_at),
+        "created_by": r.created_by,
+        "reason": r.reason,
+    })
+}
+
+/// An optional JSON body: empty means the type's default.
+async fn read_optional_json<T: serde::de::DeserializeOwned + Default>(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, OAuthError> {
+    let declared_empty = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    if declared_empty || !req.headers().contains_key(header::CONTENT_TYPE) {
+        let bytes = read_limited(req, payload).await?;
+        if bytes.is_empty() {
+            return Ok(T::default());
+        }
+        return Err(OAuthError::invalid_request(
+            "content type must be application/json",
+        ));
+    }
+    let value = read_json(req, payload).await?;
+    serde_json::from_value(value).map_err(|e| OAuthError::invalid_request(e.to_string()))
 }
 
 /// A JSON body of at most 64 KiB.

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod body;
 mod health;
+mod introspect;
 mod metadata;
 pub mod oauth_error;
 pub mod request_id;
@@ -38,9 +39,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/.well-known/jwks.json", web::get().to(metadata::jwks))
     .route("/.well-known/jwks", web::get().to(metadata::jwks))
+    .route("/jwks", web::get().to(metadata::jwks))
+    .route("/authorize", web::get().to(metadata::authorize))
+    .service(
+        web::resource("/introspect")
+            .route(web::post().to(introspect::introspect))
+            .default_service(web::to(|id: RequestId| method_not_allowed(id, "POST"))),
+    )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .configure(admin::routes);
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(req: &actix_web::HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
+/// A strong ETag for a response body: a quoted, truncated SHA-256.
+pub fn etag_of(body: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    format!("\"{}\"", crate::jose::b64url(&digest.as_ref()[..18]))
 }
 
 async fn method_not_allowed(id: RequestId, allow: &'static str) -> HttpResponse {

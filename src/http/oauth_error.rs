@@ -21,6 +21,8 @@ pub struct OAuthError {
     pub description: String,
     /// Seconds for `Retry-After` (429 and 503).
     pub retry_after: Option<u64>,
+    /// `WWW-Authenticate` challenge (401, RFC 6750 §3).
+    pub challenge: Option<&'static str>,
 }
 
 impl OAuthError {
@@ -36,7 +38,14 @@ impl OAuthError {
             error,
             description: description.into(),
             retry_after: (status == StatusCode::SERVICE_UNAVAILABLE).then_some(5),
+            challenge: None,
         }
+    }
+
+    /// Adds a `WWW-Authenticate` challenge.
+    pub fn with_challenge(mut self, challenge: &'static str) -> Self {
+        self.challenge = Some(challenge);
+        self
     }
 
     /// 429 with `Retry-After` in whole seconds (at least one). `slow_down` is the registered
@@ -57,6 +66,9 @@ impl OAuthError {
             .insert_header((PRAGMA, "no-cache"));
         if let Some(seconds) = self.retry_after {
             builder.insert_header(("Retry-After", seconds.to_string()));
+        }
+        if let Some(challenge) = self.challenge {
+            builder.insert_header((actix_web::http::header::WWW_AUTHENTICATE, challenge));
         }
         builder.json(json!({
             "error": self.error,

@@ -1,90 +1,54 @@
-//! Minting the broker's own tokens: signing keys and the claims of an issued token.
+//! Minting the broker's own tokens: signing keys (sealed at rest, rotated with a published
+//! successor) and verification of the broker's own tokens.
 
+mod manager;
+pub mod sealing;
 mod signing_key;
 pub mod verify;
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+pub use manager::{KeyInfo, KeyManager, KeyPolicy, KeyRingError};
 pub use signing_key::{KeyError, SigningKey};
-
-use crate::config::SigningAlgorithm;
-use crate::storage::{Storage, StorageError, StoredKey};
 
 /// The keys in force: the one that signs, and every one that is published.
 #[derive(Debug)]
 pub struct KeyRing {
     /// Signs new tokens.
     pub active: Arc<SigningKey>,
-    /// Published in the JWKS (includes `active`).
+    /// Published in the JWKS: the next key, the active one, and retired keys that may still
+    /// verify a live token.
     pub published: Vec<Arc<SigningKey>>,
+    /// The JWKS document, serialised once per ring.
+    pub jwks: bytes::Bytes,
+    /// Strong validator of `jwks` (and of this ring).
+    pub etag: String,
 }
 
 impl KeyRing {
-    /// The public JWKS document.
-    pub fn jwks(&self) -> Value {
-        json!({ "keys": self.published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
-    }
-}
-
-/// Why the key ring could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyRingError {
-    /// The database failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// A key is unusable.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-}
-
-/// Loads the active key for `alg`, generating and storing one on first start.
-pub async fn load_or_create(
-    store: &dyn Storage,
-    alg: SigningAlgorithm,
-    now: i64,
-) -> Result<KeyRing, KeyRingError> {
-    let stored = store.signing_keys().await?;
-    let mut published = Vec::new();
-    let mut active = None;
-    for key in stored.iter().filter(|k| k.state == "active") {
-        let Some(key_alg) = parse_alg(&key.alg) else {
-            continue;
-        };
-        let loaded = Arc::new(SigningKey::from_pkcs8(key_alg, &key.private_key)?);
-        if key_alg == alg {
-            active = Some(loaded.clone());
+    /// A ring signing with `active` and publishing `published` (which holds `active`).
+    pub fn new(active: Arc<SigningKey>, published: Vec<Arc<SigningKey>>) -> Self {
+        let doc = json!({ "keys": published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
+        let jwks = bytes::Bytes::from(doc.to_string());
+        let etag = crate::http::etag_of(&jwks);
+        Self {
+            active,
+            published,
+            jwks,
+            etag,
         }
-        published.push(loaded);
     }
-    let active = match active {
-        Some(k) => k,
-        None => {
-            let (key, pkcs8) = SigningKey::generate(alg)?;
-            store
-                .insert_signing_key(&StoredKey {
-                    kid: key.kid.clone(),
-                    alg: alg.as_str().into(),
-                    private_key: pkcs8,
-                    state: "active".into(),
-                    created_at: now,
-                })
-                .await?;
-            tracing::info!(kid = %key.kid, alg = alg.as_str(), "generated a new signing key");
-            let key = Arc::new(key);
-            published.push(key.clone());
-            key
-        }
-    };
-    Ok(KeyRing { active, published })
-}
 
-fn parse_alg(name: &str) -> Option<SigningAlgorithm> {
-    match name {
-        "ES256" => Some(SigningAlgorithm::ES256),
-        "RS256" => Some(SigningAlgorithm::RS256),
-        "EdDSA" => Some(SigningAlgorithm::EdDSA),
-        _ => None,
+    /// The algorithms of every published key, without repeats (discovery lists them).
+    pub fn algorithms(&self) -> Vec<&'static str> {
+        let mut algs: Vec<&'static str> = Vec::new();
+        for key in &self.published {
+            if !algs.contains(&key.alg.as_str()) {
+                algs.push(key.alg.as_str());
+            }
+        }
+        algs
     }
 }

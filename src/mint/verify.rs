@@ -9,13 +9,14 @@ use crate::inbound::jws;
 const LEEWAY_SECS: i64 = 30;
 
 impl KeyRing {
-    /// The claims of `token` if the broker issued it with a published key, for `audience`,
-    /// and it is current at `now`; `None` otherwise (callers never learn which check failed).
+    /// The claims of `token` if the broker issued it with a published key, for `audience`
+    /// (any audience when `None`), and it is current at `now`; `None` otherwise (callers
+    /// never learn which check failed).
     pub fn verify_own(
         &self,
         token: &str,
         issuer_url: &str,
-        audience: &str,
+        audience: Option<&str>,
         now: i64,
     ) -> Option<Map<String, Value>> {
         let jws = jws::decode(token).ok()?;
@@ -35,9 +36,12 @@ impl KeyRing {
         let current = number("exp").is_some_and(|exp| now < exp + LEEWAY_SECS)
             && number("nbf").is_none_or(|nbf| nbf <= now + LEEWAY_SECS);
         let ours = claims.get("iss").and_then(Value::as_str) == Some(issuer_url);
-        let for_us = match claims.get("aud") {
-            Some(Value::String(a)) => a == audience,
-            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
+        let for_us = match (audience, claims.get("aud")) {
+            (None, Some(Value::String(_) | Value::Array(_))) => true,
+            (Some(audience), Some(Value::String(a))) => a == audience,
+            (Some(audience), Some(Value::Array(list))) => {
+                list.iter().any(|a| a.as_str() == Some(audience))
+            }
             _ => false,
         };
         (current && ours && for_us).then_some(claims)

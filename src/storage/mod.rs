@@ -101,12 +101,41 @@ pub struct StoredKey {
     pub kid: String,
     /// `ES256`, `RS256`, `EdDSA`.
     pub alg: String,
-    /// PKCS#8 private key.
+    /// PKCS#8 private key, sealed under the KEK when `sealed`.
     pub private_key: Vec<u8>,
-    /// `active`, `next`, `retired`.
+    /// Whether `private_key` is sealed.
+    pub sealed: bool,
+    /// `next` (published, not signing), `active` (signing), `retired` (published only).
     pub state: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// When it started signing.
+    pub activated_at: Option<i64>,
+    /// When it stopped signing.
+    pub retired_at: Option<i64>,
+}
+
+/// A revocation rule as stored (see [`crate::revocation`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredRevocation {
+    /// Exactly this token.
+    pub jti: Option<String>,
+    /// Every token issued under this policy (`client_id`).
+    pub policy: Option<String>,
+    /// Every token issued to this subject (`sub`).
+    pub subject: Option<String>,
+    /// Matching tokens have `iat` at or after this (Unix seconds)…
+    pub issued_since: i64,
+    /// …and at or before this.
+    pub issued_until: i64,
+    /// Forgotten after this: every token it could match has expired.
+    pub expires_at: i64,
+    /// When it was made.
+    pub created_at: i64,
+    /// Who made it.
+    pub created_by: String,
+    /// Why, as the admin said.
+    pub reason: Option<String>,
 }
 
 /// What the broker keeps.
@@ -140,6 +169,19 @@ pub trait Storage: Send + Sync {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError>;
     /// Stores a new signing key.
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StorageError>;
+    /// Replaces a key's private material (sealing a legacy plaintext key).
+    async fn reseal_signing_key(&self, kid: &str, sealed_key: &[u8]) -> Result<(), StorageError>;
+    /// Forgets a key (a retired key past every token it signed, or an unused `next`).
+    async fn delete_signing_key(&self, kid: &str) -> Result<(), StorageError>;
+    /// In one transaction: `active` becomes retired, `next` becomes active, `new_next` is
+    /// added. `Conflict` when `next` is no longer the next key (someone else rotated).
+    async fn rotate_signing_keys(
+        &self,
+        active: &str,
+        next: &str,
+        new_next: &StoredKey,
+        now: i64,
+    ) -> Result<(), StorageError>;
     /// Appends audit records in one transaction.
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError>;
     /// Records that `jti` of `issuer` was exchanged, to be remembered until `expires`;
@@ -152,6 +194,10 @@ pub trait Storage: Send + Sync {
     ) -> Result<bool, StorageError>;
     /// Forgets consumed jtis whose memory ended before `now`; returns how many.
     async fn purge_jtis(&self, now: i64) -> Result<u64, StorageError>;
+    /// Records a revocation.
+    async fn insert_revocation(&self, revocation: &StoredRevocation) -> Result<(), StorageError>;
+    /// Revocations still in force at `now` (older ones are deleted).
+    async fn revocations(&self, now: i64) -> Result<Vec<StoredRevocation>, StorageError>;
     /// Is the database reachable?
     async fn ping(&self) -> Result<(), StorageError>;
 }

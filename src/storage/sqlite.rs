@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::{
     DocumentChange, DocumentVersion, Storage, StorageError, StoredDocument, StoredDocuments,
-    StoredKey,
+    StoredKey, StoredRevocation,
 };
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord, Decision};
 use crate::policy::Kind;
@@ -247,7 +247,8 @@ impl Storage for SqliteStore {
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
         let rows = sqlx::query(
-            "SELECT kid, alg, private_key, state, created_at FROM signing_keys ORDER BY created_at",
+            "SELECT kid, alg, private_key, sealed, state, created_at, activated_at, retired_at
+             FROM signing_keys ORDER BY created_at, kid",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -257,24 +258,111 @@ impl Storage for SqliteStore {
                     kid: row.try_get("kid")?,
                     alg: row.try_get("alg")?,
                     private_key: row.try_get("private_key")?,
+                    sealed: row.try_get::<i64, _>("sealed")? != 0,
                     state: row.try_get("state")?,
                     created_at: row.try_get("created_at")?,
+                    activated_at: row.try_get("activated_at")?,
+                    retired_at: row.try_get("retired_at")?,
                 })
             })
             .collect()
     }
 
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StorageError> {
-        sqlx::query("INSERT INTO signing_keys (kid, alg, private_key, state, created_at, activated_at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(&key.kid)
-            .bind(&key.alg)
-            .bind(&key.private_key)
-            .bind(&key.state)
-            .bind(key.created_at)
-            .bind(key.created_at)
+        insert_key(&self.pool, key).await
+    }
+
+    async fn reseal_signing_key(&self, kid: &str, sealed_key: &[u8]) -> Result<(), StorageError> {
+        sqlx::query("UPDATE signing_keys SET private_key = ?, sealed = 1 WHERE kid = ?")
+            .bind(sealed_key)
+            .bind(kid)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn rotate_signing_keys(
+        &self,
+        active: &str,
+        next: &str,
+        new_next: &StoredKey,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        let promoted = sqlx::query("UPDATE signing_keys SET state = 'active', activated_at = ? WHERE kid = ? AND state = 'next'")
+            .bind(now)
+            .bind(next)
+            .execute(&mut *tx)
+            .await?;
+        if promoted.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                kind: "signing key",
+                name: next.to_owned(),
+            });
+        }
+        sqlx::query("UPDATE signing_keys SET state = 'retired', retired_at = ? WHERE kid = ? AND state = 'active'")
+            .bind(now)
+            .bind(active)
+            .execute(&mut *tx)
+            .await?;
+        insert_key(&mut *tx, new_next).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_revocation(&self, r: &StoredRevocation) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO revocations (jti, policy, subject, issued_since, issued_until, expires_at,
+             created_at, created_by, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.jti)
+        .bind(&r.policy)
+        .bind(&r.subject)
+        .bind(r.issued_since)
+        .bind(r.issued_until)
+        .bind(r.expires_at)
+        .bind(r.created_at)
+        .bind(&r.created_by)
+        .bind(&r.reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revocations(&self, now: i64) -> Result<Vec<StoredRevocation>, StorageError> {
+        sqlx::query("DELETE FROM revocations WHERE expires_at < ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT jti, policy, subject, issued_since, issued_until, expires_at, created_at,
+             created_by, reason FROM revocations ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredRevocation {
+                    jti: row.try_get("jti")?,
+                    policy: row.try_get("policy")?,
+                    subject: row.try_get("subject")?,
+                    issued_since: row.try_get("issued_since")?,
+                    issued_until: row.try_get("issued_until")?,
+                    expires_at: row.try_get("expires_at")?,
+                    created_at: row.try_get("created_at")?,
+                    created_by: row.try_get("created_by")?,
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError> {
@@ -376,4 +464,25 @@ fn audit_record(row: &SqliteRow) -> Result<AuditRecord, StorageError> {
             detail: parse_json(&detail)?,
         },
     })
+}
+
+async fn insert_key<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    key: &StoredKey,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, private_key, sealed, state, created_at, activated_at, retired_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&key.kid)
+    .bind(&key.alg)
+    .bind(&key.private_key)
+    .bind(i64::from(key.sealed))
+    .bind(&key.state)
+    .bind(key.created_at)
+    .bind(key.activated_at)
+    .bind(key.retired_at)
+    .execute(executor)
+    .await?;
+    Ok(())
 }

@@ -16,6 +16,9 @@ use sts_broker::startup::{Application, Options};
 /// The bootstrap admin secret of test brokers.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
+/// The key-encryption key of test brokers (32 bytes, base64).
+pub const KEK: &str = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=";
+
 /// The `aud` the test broker accepts for the fake issuer.
 pub const AUDIENCE: &str = "sts-test";
 pub const GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -368,6 +371,7 @@ pub fn test_config(db_path: &std::path::Path, policies: &std::path::Path) -> Con
         policies_dir: Some(policies.to_path_buf()),
         allow_insecure_loopback_issuers: true,
         admin_token: Some(sts_broker::config::Secret::new(ADMIN_TOKEN)),
+        key_encryption_key: Some(sts_broker::config::Secret::new(KEK)),
         ..Config::default()
     }
 }

@@ -1,0 +1,46 @@
+//! Signing keys through the API: list them, rotate on demand.
+
+use serde_json::json;
+
+use super::{AdminError, Principal};
+use crate::broker::Broker;
+use crate::mint::{KeyInfo, KeyRingError};
+use crate::storage::StorageError;
+
+impl Broker {
+    /// Every stored key with its state and dates.
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, AdminError> {
+        self.key_manager.list(&*self.store).await.map_err(key_error)
+    }
+
+    /// Promotes the published next key, retires the active one, publishes a new next key,
+    /// and puts the result in force; audited.
+    pub async fn rotate_keys(
+        &self,
+        who: &Principal,
+        request_id: &str,
+    ) -> Result<Vec<KeyInfo>, AdminError> {
+        let now = crate::jose::unix_now();
+        let retired = self.keys.load().active.kid.clone();
+        let ring = self
+            .key_manager
+            .rotate(&*self.store, now)
+            .await
+            .map_err(key_error)?;
+        let detail = json!({"retired": retired, "active": ring.active.kid});
+        self.install_keys(ring);
+        super::record_change(&*self.store, who, request_id, "rotate_keys", detail, now).await?;
+        self.list_keys().await
+    }
+}
+
+fn key_error(e: KeyRingError) -> AdminError {
+    match e {
+        KeyRingError::Storage(StorageError::Conflict { .. }) => AdminError::Conflict(
+            "another rotation happened at the same time; list the keys and retry".into(),
+        ),
+        KeyRingError::Storage(e) => AdminError::Storage(e),
+        KeyRingError::TooSoon { .. } => AdminError::Conflict(e.to_string()),
+        other => AdminError::Storage(StorageError::Corrupt(other.to_string())),
+    }
+}

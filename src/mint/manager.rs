@@ -1,0 +1,269 @@
+//! The signing-key life cycle: `next` (published, not yet signing) → `active` (signing) →
+//! `retired` (published until every token it signed has expired) → forgotten.
+//!
+//! A key is published at least one JWKS cache period before it signs, and stays published
+//! for `max_ttl` plus leeway after it stops, so no relying party with a cached JWKS ever sees
+//! a token it cannot verify.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::KeyRing;
+use super::sealing::{Kek, SealError};
+use super::signing_key::{KeyError, SigningKey};
+use crate::config::SigningAlgorithm;
+use crate::storage::{Storage, StorageError, StoredKey};
+
+/// Extra time a retired key stays published past `max_ttl` (relying parties' clock leeway).
+const RETIRED_LEEWAY: Duration = Duration::from_secs(300);
+
+/// How keys are made and rotated.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyPolicy {
+    /// Algorithm of new keys.
+    pub alg: SigningAlgorithm,
+    /// Longest lifetime of an issued token.
+    pub max_ttl: Duration,
+    /// How long a key is published before it may sign (the JWKS `max-age`).
+    pub publish_lead: Duration,
+    /// Rotate the active key after this long.
+    pub rotation_period: Duration,
+}
+
+/// Why keys could not be loaded or rotated.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRingError {
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A key is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A sealed key does not open (wrong KEK), or sealing failed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The next key has not been published long enough to sign safely.
+    #[error(
+        "the next key has been published for only {published}s; rotating now could fail verifiers with a cached JWKS (retry in {wait}s)"
+    )]
+    TooSoon {
+        /// Seconds it has been published.
+        published: i64,
+        /// Seconds to wait.
+        wait: i64,
+    },
+}
+
+/// A key as `keys list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub alg: String,
+    /// `next`, `active` or `retired`.
+    pub state: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When it started signing.
+    pub activated_at: Option<i64>,
+    /// When it stopped signing.
+    pub retired_at: Option<i64>,
+    /// When it leaves the JWKS (retired keys).
+    pub unpublish_at: Option<i64>,
+}
+
+/// Loads, creates and rotates signing keys.
+pub struct KeyManager {
+    kek: Kek,
+    policy: KeyPolicy,
+}
+
+impl KeyManager {
+    /// A manager sealing keys under `kek`.
+    pub fn new(kek: Kek, policy: KeyPolicy) -> Self {
+        Self { kek, policy }
+    }
+
+    /// The rotation policy.
+    pub fn policy(&self) -> &KeyPolicy {
+        &self.policy
+    }
+
+    /// Loads the ring, creating keys on first start, sealing legacy plaintext keys, and
+    /// forgetting retired keys whose tokens have all expired.
+    pub async fn load(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
+        let mut rows = store.signing_keys().await?;
+        // A wrong KEK must stop everything before anything is written: never "recover" by
+        // generating keys that relying parties have not seen.
+        for row in rows.iter().filter(|r| r.sealed) {
+            self.kek.open(&row.kid, &row.alg, &row.private_key)?;
+        }
+        for row in rows.iter_mut().filter(|r| !r.sealed) {
+            let sealed = self.kek.seal(&row.kid, &row.alg, &row.private_key)?;
+            store.reseal_signing_key(&row.kid, &sealed).await?;
+            row.private_key = sealed;
+            row.sealed = true;
+        }
+        for row in rows.iter().filter(|r| self.unpublished(r, now)) {
+            store.delete_signing_key(&row.kid).await?;
+            tracing::info!(kid = %row.kid, "retired signing key left the JWKS");
+        }
+        rows.retain(|r| !self.unpublished(r, now));
+        // A next key of another algorithm (the configuration changed) never signed: drop it.
+        for row in rows
+            .iter()
+            .filter(|r| r.state == "next" && r.alg != self.policy.alg.as_str())
+        {
+            store.delete_signing_key(&row.kid).await?;
+        }
+        rows.retain(|r| !(r.state == "next" && r.alg != self.policy.alg.as_str()));
+        if !rows.iter().any(|r| r.state == "active") {
+            // First start: nothing was ever published, so the first key may sign at once.
+            let row = self.new_key("active", now)?;
+            store.insert_signing_key(&row).await?;
+            tracing::info!(kid = %row.kid, alg = %row.alg, "generated the first signing key");
+            rows.push(row);
+        }
+        if !rows.iter().any(|r| r.state == "next") {
+            let row = self.new_key("next", now)?;
+            store.insert_signing_key(&row).await?;
+            rows.push(row);
+        }
+        self.ring(&rows)
+    }
+
+    /// Promotes the published next key, retires the active one, publishes a new next key.
+    pub async fn rotate(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
+        let rows = store.signing_keys().await?;
+        let active = rows
+            .iter()
+            .find(|r| r.state == "active")
+            .ok_or_else(|| KeyError("no active key".into()))?;
+        let next = rows
+            .iter()
+            .find(|r| r.state == "next")
+            .ok_or_else(|| KeyError("no next key".into()))?;
+        let published = now - next.created_at;
+        // Whole seconds: `now - created_at` may round a 0.1 s interval up to 1 s, so one more.
+        let lead = self.policy.publish_lead.as_secs_f64().ceil() as i64 + 1;
+        if published < lead {
+            return Err(KeyRingError::TooSoon {
+                published,
+                wait: lead - published,
+            });
+        }
+        let new_next = self.new_key("next", now)?;
+        store
+            .rotate_signing_keys(&active.kid, &next.kid, &new_next, now)
+            .await?;
+        tracing::info!(retired = %active.kid, active = %next.kid, next = %new_next.kid, "rotated signing keys");
+        self.load(store, now).await
+    }
+
+    /// Rotates when the active key is older than the rotation period or of another algorithm
+    /// than configured, and the next key has been published long enough.
+    pub async fn rotate_if_due(
+        &self,
+        store: &dyn Storage,
+        now: i64,
+    ) -> Result<Option<KeyRing>, KeyRingError> {
+        let rows = store.signing_keys().await?;
+        let Some(active) = rows.iter().find(|r| r.state == "active") else {
+            return Ok(None);
+        };
+        let since = active.activated_at.unwrap_or(active.created_at);
+        let due = now - since >= self.policy.rotation_period.as_secs() as i64
+            || active.alg != self.policy.alg.as_str();
+        if !due {
+            return Ok(None);
+        }
+        match self.rotate(store, now).await {
+            Ok(ring) => Ok(Some(ring)),
+            Err(KeyRingError::TooSoon { .. }) => Ok(None),
+            Err(KeyRingError::Storage(StorageError::Conflict { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every key with its state and dates.
+    pub async fn list(&self, store: &dyn Storage) -> Result<Vec<KeyInfo>, KeyRingError> {
+        Ok(store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .map(|r| KeyInfo {
+                unpublish_at: r.retired_at.map(|t| t + self.retired_window()),
+                kid: r.kid,
+                alg: r.alg,
+                state: r.state,
+                created_at: r.created_at,
+                activated_at: r.activated_at,
+                retired_at: r.retired_at,
+            })
+            .collect())
+    }
+
+    fn retired_window(&self) -> i64 {
+        (self.policy.max_ttl + RETIRED_LEEWAY).as_secs() as i64
+    }
+
+    fn unpublished(&self, row: &StoredKey, now: i64) -> bool {
+        row.state == "retired"
+            && row
+                .retired_at
+                .is_some_and(|t| now >= t + self.retired_window())
+    }
+
+    fn new_key(&self, state: &str, now: i64) -> Result<StoredKey, KeyRingError> {
+        let (key, pkcs8) = SigningKey::generate(self.policy.alg)?;
+        let alg = self.policy.alg.as_str();
+        Ok(StoredKey {
+            private_key: self.kek.seal(&key.kid, alg, &pkcs8)?,
+            kid: key.kid,
+            alg: alg.to_owned(),
+            sealed: true,
+            state: state.to_owned(),
+            created_at: now,
+            activated_at: (state == "active").then_some(now),
+            retired_at: None,
+        })
+    }
+
+    fn ring(&self, rows: &[StoredKey]) -> Result<KeyRing, KeyRingError> {
+        let mut active = None;
+        let mut published = Vec::new();
+        // Order: next, active, retired (newest first) — the JWKS lists the future first.
+        let rank = |s: &str| match s {
+            "next" => 0,
+            "active" => 1,
+            _ => 2,
+        };
+        let mut ordered: Vec<&StoredKey> = rows.iter().collect();
+        ordered.sort_by_key(|r| (rank(&r.state), -r.created_at));
+        for row in ordered {
+            let Some(alg) = parse_alg(&row.alg) else {
+                continue;
+            };
+            let pkcs8 = self.kek.open(&row.kid, &row.alg, &row.private_key)?;
+            let key = Arc::new(SigningKey::from_pkcs8(alg, &pkcs8)?);
+            if row.state == "active" {
+                active = Some(key.clone());
+            }
+            published.push(key);
+        }
+        let active = active.ok_or_else(|| KeyError("no active key".into()))?;
+        Ok(KeyRing::new(active, published))
+    }
+}
+
+fn parse_alg(name: &str) -> Option<SigningAlgorithm> {
+    match name {
+        "ES256" => Some(SigningAlgorithm::ES256),
+        "RS256" => Some(SigningAlgorithm::RS256),
+        "EdDSA" => Some(SigningAlgorithm::EdDSA),
+        _ => None,
+    }
+}

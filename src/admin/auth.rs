@@ -5,7 +5,7 @@
 use subtle::ConstantTimeEq;
 
 use crate::broker::Broker;
-use crate::mint::verify::scopes;
+use crate::mint::verify::{CREDENTIAL_LEEWAY_SECS, scopes};
 
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,13 @@ pub fn authenticate(
     let claims = broker
         .keys
         .load()
-        .verify_own(token, &broker.issuer_url, Some(&audience), now)
+        .verify_own(
+            token,
+            &broker.issuer_url,
+            Some(&audience),
+            now,
+            CREDENTIAL_LEEWAY_SECS,
+        )
         .filter(|claims| !broker.revocations.is_revoked(claims))
         .ok_or(AuthError::Unauthenticated)?;
     let granted = scopes(&claims).any(|s| match access {

@@ -14,7 +14,7 @@ use super::body::{Params, is_form, read_limited};
 use super::oauth_error::OAuthError;
 use super::request_id::RequestId;
 use crate::broker::Broker;
-use crate::mint::verify::scopes;
+use crate::mint::verify::{CREDENTIAL_LEEWAY_SECS, scopes};
 
 /// Claims an introspection answer repeats (RFC 7662 §2.2).
 const ANSWERED: [&str; 10] = [
@@ -80,7 +80,13 @@ fn authenticate_caller(req: &HttpRequest, broker: &Broker, now: i64) -> Result<(
     let claims = broker
         .keys
         .load()
-        .verify_own(bearer, &broker.issuer_url, Some(&broker.issuer_url), now)
+        .verify_own(
+            bearer,
+            &broker.issuer_url,
+            Some(&broker.issuer_url),
+            now,
+            CREDENTIAL_LEEWAY_SECS,
+        )
         .filter(|claims| !broker.revocations.is_revoked(claims))
         .ok_or_else(unauthorized)?;
     if !scopes(&claims).any(|s| s == "introspect") {
@@ -97,7 +103,7 @@ fn answer(broker: &Broker, token: &str, now: i64) -> Value {
     let claims = broker
         .keys
         .load()
-        .verify_own(token, &broker.issuer_url, None, now)
+        .verify_own(token, &broker.issuer_url, None, now, 0)
         .filter(|claims| !broker.revocations.is_revoked(claims));
     let Some(claims) = claims else {
         return json!({"active": false});

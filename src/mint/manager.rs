@@ -267,3 +267,124 @@ fn parse_alg(name: &str) -> Option<SigningAlgorithm> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SqliteStore;
+
+    const HOUR: i64 = 3600;
+
+    fn manager(alg: SigningAlgorithm) -> KeyManager {
+        KeyManager::new(
+            Kek::development(),
+            KeyPolicy {
+                alg,
+                max_ttl: Duration::from_secs(HOUR as u64),
+                publish_lead: Duration::from_secs(300),
+                rotation_period: Duration::from_secs(24 * HOUR as u64),
+            },
+        )
+    }
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        (dir, store)
+    }
+
+    fn kids(ring: &KeyRing) -> Vec<String> {
+        ring.published.iter().map(|k| k.kid.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn keys_move_through_their_life_cycle_on_schedule() {
+        let (_dir, store) = store().await;
+        let keys = manager(SigningAlgorithm::ES256);
+        let t0 = 1_000_000;
+        let first = keys.load(&store, t0).await.unwrap();
+        let (active, next) = (first.active.kid.clone(), kids(&first)[0].clone());
+        assert_ne!(active, next);
+
+        assert!(
+            keys.rotate_if_due(&store, t0 + 60).await.unwrap().is_none(),
+            "not due"
+        );
+        let day = t0 + 24 * HOUR;
+        let rotated = keys.rotate_if_due(&store, day).await.unwrap().expect("due");
+        assert_eq!(rotated.active.kid, next, "the published next key signs");
+        assert!(
+            kids(&rotated).contains(&active),
+            "retired key still published"
+        );
+        assert_eq!(rotated.published.len(), 3);
+
+        // Retired for max_ttl + leeway: still there one second before, gone after.
+        let window = HOUR + RETIRED_LEEWAY.as_secs() as i64;
+        let before = keys.load(&store, day + window - 1).await.unwrap();
+        assert!(kids(&before).contains(&active));
+        let after = keys.load(&store, day + window).await.unwrap();
+        assert!(
+            !kids(&after).contains(&active),
+            "unpublished once its tokens expired"
+        );
+        assert_eq!(after.published.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_next_key_cannot_sign_before_caches_have_it() {
+        let (_dir, store) = store().await;
+        let keys = manager(SigningAlgorithm::EdDSA);
+        keys.load(&store, 0).await.unwrap();
+        let err = keys.rotate(&store, 300).await.unwrap_err();
+        assert!(matches!(err, KeyRingError::TooSoon { .. }), "{err}");
+        keys.rotate(&store, 302).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_new_algorithm_is_published_before_it_signs() {
+        let (_dir, store) = store().await;
+        let es = manager(SigningAlgorithm::ES256)
+            .load(&store, 0)
+            .await
+            .unwrap();
+        let rs = manager(SigningAlgorithm::RS256);
+        let ring = rs.load(&store, 10).await.unwrap();
+        assert_eq!(
+            ring.active.kid, es.active.kid,
+            "the old key keeps signing for now"
+        );
+        assert_eq!(ring.algorithms(), vec!["RS256", "ES256"]);
+        assert!(
+            rs.rotate_if_due(&store, 100).await.unwrap().is_none(),
+            "too soon"
+        );
+        let ring = rs
+            .rotate_if_due(&store, 400)
+            .await
+            .unwrap()
+            .expect("due: wrong alg");
+        assert_eq!(ring.active.alg, SigningAlgorithm::RS256);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_kek_writes_nothing() {
+        let (_dir, store) = store().await;
+        manager(SigningAlgorithm::ES256)
+            .load(&store, 0)
+            .await
+            .unwrap();
+        let before = store.signing_keys().await.unwrap().len();
+        let other = crate::config::Secret::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        let wrong = KeyManager::new(
+            Kek::parse(&other).unwrap(),
+            *manager(SigningAlgorithm::ES256).policy(),
+        );
+        assert!(matches!(
+            wrong.load(&store, 10).await,
+            Err(KeyRingError::Seal(_))
+        ));
+        assert_eq!(store.signing_keys().await.unwrap().len(), before);
+    }
+}

@@ -5,8 +5,10 @@ use serde_json::{Map, Value};
 use super::KeyRing;
 use crate::inbound::jws;
 
-/// Leeway for the broker's own `nbf`/`exp` (its replicas share one clock source, mostly).
-const LEEWAY_SECS: i64 = 30;
+/// Leeway for the broker's own `nbf`/`exp` when it accepts its tokens as credentials (its
+/// replicas' clocks may differ a little). Introspection answers with none: the broker is the
+/// authority on its own tokens' lifetimes.
+pub const CREDENTIAL_LEEWAY_SECS: i64 = 30;
 
 impl KeyRing {
     /// The claims of `token` if the broker issued it with a published key, for `audience`
@@ -18,6 +20,7 @@ impl KeyRing {
         issuer_url: &str,
         audience: Option<&str>,
         now: i64,
+        leeway: i64,
     ) -> Option<Map<String, Value>> {
         let jws = jws::decode(token).ok()?;
         if jws.header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
@@ -33,8 +36,8 @@ impl KeyRing {
         }
         let claims = jws.claims;
         let number = |name: &str| claims.get(name).and_then(Value::as_i64);
-        let current = number("exp").is_some_and(|exp| now < exp + LEEWAY_SECS)
-            && number("nbf").is_none_or(|nbf| nbf <= now + LEEWAY_SECS);
+        let current = number("exp").is_some_and(|exp| now < exp + leeway)
+            && number("nbf").is_none_or(|nbf| nbf <= now + leeway);
         let ours = claims.get("iss").and_then(Value::as_str) == Some(issuer_url);
         let for_us = match (audience, claims.get("aud")) {
             (None, Some(Value::String(_) | Value::Array(_))) => true,

@@ -7,6 +7,7 @@ mod exchange;
 mod fuzz;
 mod helpers;
 mod hostile;
+mod keys;
 mod metadata;
 mod policies;
 mod upstream;

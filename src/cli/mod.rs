@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
 mod client;
+mod exchange;
 mod keys;
 mod policy;
+mod subject_token;
 
 use crate::config::Config;
 use crate::startup::{Application, Options};
@@ -38,6 +40,8 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Exchange this job's OIDC token for a broker token (the CI client).
+    Exchange(ExchangeCommand),
     /// The broker's signing keys (through the admin API).
     Keys {
         #[command(subcommand)]
@@ -116,6 +120,70 @@ enum PolicyCommand {
     },
 }
 
+/// `exchange`: where the token comes from, what to ask for, how to answer.
+#[derive(Debug, clap::Args)]
+struct ExchangeCommand {
+    /// The broker's base URL.
+    #[arg(long, env = "STS_BROKER_URL")]
+    broker: String,
+    /// The audience of the broker token (`audience`).
+    #[arg(long)]
+    audience: Option<String>,
+    /// A scope to request (repeatable, or space-separated).
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Evaluate only this trust policy.
+    #[arg(long)]
+    policy: Option<String>,
+    /// Read the OIDC token from this file (`-`: stdin).
+    #[arg(long)]
+    token_file: Option<String>,
+    /// Read the OIDC token from this environment variable (GitLab CI `id_tokens:`).
+    #[arg(long)]
+    token_env: Option<String>,
+    /// The audience to request from GitHub Actions (default: the broker URL).
+    #[arg(long)]
+    id_token_audience: Option<String>,
+    /// A Kubernetes projected service-account token, used when present.
+    #[arg(long, default_value = subject_token::KUBERNETES_TOKEN_PATH)]
+    kubernetes_token_path: PathBuf,
+    /// `token` (just the token) or `json` (with its expiry and scope).
+    #[arg(long, value_parser = ["token", "json"], default_value = "token")]
+    output: String,
+    /// In GitHub Actions, also write `NAME=<token>` to $GITHUB_OUTPUT.
+    #[arg(long, value_name = "NAME")]
+    github_output: Option<String>,
+    /// Attempts in all for transient failures (connection errors, 429, 502-504).
+    #[arg(long, default_value_t = 5)]
+    attempts: u32,
+}
+
+impl ExchangeCommand {
+    fn into_args(self) -> exchange::ExchangeArgs {
+        let broker = self.broker.trim_end_matches('/').to_owned();
+        exchange::ExchangeArgs {
+            sources: subject_token::Sources {
+                file: self.token_file,
+                env: self.token_env,
+                id_token_audience: self.id_token_audience.unwrap_or_else(|| broker.clone()),
+                kubernetes_path: self.kubernetes_token_path,
+            },
+            broker,
+            audience: self.audience,
+            scopes: self
+                .scopes
+                .iter()
+                .flat_map(|s| s.split_whitespace())
+                .map(str::to_owned)
+                .collect(),
+            policy: self.policy,
+            json: self.output == "json",
+            github_output: self.github_output,
+            attempts: self.attempts,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Every key with its state (next, active, retired) and dates.
@@ -181,6 +249,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 broker,
             } => policy::explain(&token, audience, scope, policy, &broker).await,
         },
+        Command::Exchange(command) => exchange::run(command.into_args()).await,
         Command::Keys { command } => match command {
             KeysCommand::List { broker } => keys::list(&broker).await,
             KeysCommand::Rotate { broker } => keys::rotate(&broker).await,

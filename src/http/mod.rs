@@ -59,6 +59,7 @@ pub fn bearer(req: &actix_web::HttpRequest) -> Option<&str> {
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// A strong ETag for a response body: a quoted, truncated SHA-256.

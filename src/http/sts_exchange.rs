@@ -3,7 +3,7 @@
 //! Parameters come from the query string, and for POST also from a form body.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL};
+use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
@@ -49,7 +49,7 @@ async fn handle(
     if is_form(req) {
         params.merge(Params::parse(&read_limited(req, payload).await?)?)?;
     }
-    let token = bearer(req).ok_or_else(|| {
+    let token = super::bearer(req).ok_or_else(|| {
         OAuthError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_request",
@@ -78,13 +78,4 @@ async fn handle(
         .await
         .map_err(|e| OAuthError::from(&e))?;
     Ok(issued.access_token)
-}
-
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
 }

@@ -240,10 +240,11 @@ impl Config {
             }
             None => {}
         }
-        // `CONFIG` names the file itself, not a key.
+        // `CONFIG` names the file itself, not a key; `URL` is the client commands' broker
+        // address (`--broker`), so one shell can run both `serve` and the clients.
         let env = Env::prefixed(ENV_PREFIX)
             .split("__")
-            .filter(|key| key.as_str() != "config");
+            .filter(|key| !matches!(key.as_str(), "config" | "url"));
         let mut config: Config = figment
             .merge(env)
             .extract()

@@ -19,6 +19,7 @@ use crate::policy::{Kind, Limits, PolicySet};
 use crate::ratelimit::RateLimits;
 use crate::revocation::Revocations;
 use crate::storage::{self, DocumentChange};
+use crate::tls::CertificateSlot;
 
 /// How to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -53,14 +54,23 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local = listener.local_addr()?;
+        let tls = certificate_slot(&config)?;
         if config.issuer_url.is_none() {
-            config.issuer_url = Some(format!("http://{local}"));
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            config.issuer_url = Some(format!("{scheme}://{local}"));
         }
         let issuer_url = config.issuer_url();
 
+        let kek = kek(&config, options)?;
         let store = storage::connect(config.database_url.expose())
             .await
             .context("opening the database")?;
+        // Keys before policies: a wrong KEK must stop start-up before anything is written.
+        let key_manager = KeyManager::new(kek, key_policy(&config));
+        let keys = key_manager
+            .load(&*store, crate::jose::unix_now())
+            .await
+            .context("loading signing keys")?;
         let dev = match options.dev {
             true => Some(web::Data::new(DevIdp::new(&issuer_url)?)),
             false => None,
@@ -77,11 +87,6 @@ impl Application {
             "policies loaded"
         );
 
-        let key_manager = KeyManager::new(kek(&config, options)?, key_policy(&config));
-        let keys = key_manager
-            .load(&*store, crate::jose::unix_now())
-            .await
-            .context("loading signing keys")?;
         let revocations = Revocations::load(&*store, crate::jose::unix_now())
             .await
             .context("loading revocations")?;
@@ -132,10 +137,17 @@ impl Application {
                 app = app.app_data(dev.clone()).configure(crate::dev::routes);
             }
             app.default_service(web::to(crate::http::not_found))
-        })
-        .listen(listener)?
-        .shutdown_timeout(10)
-        .run();
+        });
+        let server = match &tls {
+            Some(slot) => {
+                slot.spawn_watch();
+                server.listen_rustls_0_23(listener, slot.server_config()?)?
+            }
+            None => server.listen(listener)?,
+        };
+        // SIGTERM/SIGINT: stop accepting, let in-flight requests (and their audit records)
+        // finish for up to this long.
+        let server = server.shutdown_timeout(10).run();
         tracing::info!(%local, issuer = %issuer_url, dev = options.dev, "sts-broker listening");
         Ok(Self {
             port: local.port(),
@@ -157,6 +169,15 @@ impl Application {
     /// Serves until the process is told to stop.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// The TLS certificate, when both files are configured.
+fn certificate_slot(config: &Config) -> anyhow::Result<Option<std::sync::Arc<CertificateSlot>>> {
+    match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Ok(Some(CertificateSlot::load(cert, key)?)),
+        (None, None) => Ok(None),
+        _ => bail!("tls_cert_file and tls_key_file must be set together"),
     }
 }
 

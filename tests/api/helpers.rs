@@ -352,7 +352,7 @@ pub async fn spawn_app_full(policy_text: &str, tweak: impl FnOnce(&mut Config)) 
     let app = Application::build(config, Options::default())
         .await
         .expect("broker starts");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let address = app.issuer_url().to_owned();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,

@@ -413,6 +413,20 @@ async fn serve_refuses_to_start_without_a_kek_and_with_a_wrong_one() {
             .unwrap();
     assert_eq!(keys_before.len(), 2);
 
+    // A new policy file is waiting; a refused start must not apply it.
+    std::fs::write(
+        policies.join("later.yaml"),
+        "kind: TrustPolicy\nname: later\nissuer: fake\nsubject: x\ngrant: {audience: y}\n",
+    )
+    .unwrap();
+    let versions = || async {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM document_versions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        n
+    };
+    let versions_before = versions().await;
     let mut wrong = test_config(&app.db_path, &policies);
     wrong.key_encryption_key = Some(Secret::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
     let err = Application::build(wrong, Options::default())
@@ -428,6 +442,7 @@ async fn serve_refuses_to_start_without_a_kek_and_with_a_wrong_one() {
             .await
             .unwrap();
     assert_eq!(keys_before, keys_after, "a wrong KEK changes nothing");
+    assert_eq!(versions().await, versions_before, "no policy was applied");
     // Sealed at rest: no stored key is a plain PKCS#8 document (DER SEQUENCE, 0x30).
     for (kid, private) in &keys_after {
         assert_ne!(private.first(), Some(&0x30), "{kid} is stored in the clear");

@@ -11,4 +11,5 @@ mod hostile;
 mod keys;
 mod metadata;
 mod policies;
+mod tls;
 mod upstream;

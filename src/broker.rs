@@ -39,6 +39,10 @@ pub struct Broker {
     pub revocations: Revocations,
     /// `Cache-Control: max-age` of the JWKS and discovery.
     pub jwks_max_age: Duration,
+    /// Commits audit records in groups; exchanges wait for theirs.
+    pub audit: crate::audit::AuditWriter,
+    /// What `/metrics` exports.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Persistence.
     pub store: Arc<dyn Storage>,
     /// Issued token lifetimes.
@@ -81,7 +85,12 @@ impl Broker {
     /// Checked before the body is read, so a flooding client costs little.
     pub fn check_client_rate(&self, client: Option<&str>) -> Result<(), Duration> {
         match (&self.rate_limits.per_client, client) {
-            (Some(limiter), Some(client)) => limiter.check(client),
+            (Some(limiter), Some(client)) => limiter.check(client).inspect_err(|_| {
+                self.metrics
+                    .rate_limited
+                    .get_or_create(&crate::metrics::LimitLabels { limit: "client" })
+                    .inc();
+            }),
             _ => Ok(()),
         }
     }

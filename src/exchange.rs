@@ -1,6 +1,7 @@
 //! The token exchange itself (RFC 8693): validate the subject token, choose the policy,
 //! mint, audit. Transport-free: routes call [`Broker::exchange`] and map its result.
 
+use crate::metrics::{ExchangeLabels, LimitLabels};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -206,6 +207,7 @@ impl Broker {
         req: &ExchangeRequest,
         ctx: &RequestContext,
     ) -> Result<Issued, ExchangeError> {
+        let started = std::time::Instant::now();
         let set = self.policies.load_full();
         let mut event = AuditEvent {
             request_id: ctx.request_id.clone(),
@@ -231,15 +233,25 @@ impl Broker {
             }
             Err(e) => event.reason = e.code().into(),
         }
-        if let Err(e) = self.store.append_audit(std::slice::from_ref(&event)).await {
+        let labels = ExchangeLabels {
+            result: event.decision.map_or("deny", |d| d.as_str()),
+            reason: event.reason.clone(),
+            policy: event.policy.clone().unwrap_or_default(),
+        };
+        let (decision, reason) = (labels.result, labels.reason.clone());
+        if let Err(e) = self.audit.record(event).await {
             tracing::error!(request_id = %ctx.request_id, error = %e, "audit write failed; failing closed");
             return Err(ExchangeError::Unavailable);
         }
+        self.metrics.exchanges.get_or_create(&labels).inc();
+        self.metrics
+            .exchange_seconds
+            .observe(started.elapsed().as_secs_f64());
         tracing::info!(
             request_id = %ctx.request_id,
-            decision = event.decision.map_or("", |d| d.as_str()),
-            reason = %event.reason,
-            policy = event.policy.as_deref().unwrap_or(""),
+            decision,
+            reason = %reason,
+            policy = %labels.policy,
             "exchange"
         );
         result
@@ -270,7 +282,13 @@ impl Broker {
         event.inbound_jti = token.jti.clone();
         if let Some(limiter) = &self.rate_limits.per_subject {
             let key = format!("{}\n{}", token.issuer.url, token.subject);
-            limiter.check(&key).map_err(ExchangeError::RateLimited)?;
+            limiter.check(&key).map_err(|wait| {
+                self.metrics
+                    .rate_limited
+                    .get_or_create(&LimitLabels { limit: "subject" })
+                    .inc();
+                ExchangeError::RateLimited(wait)
+            })?;
         }
         let decided = match decide(set, &token, req, None) {
             Ok(d) => d,

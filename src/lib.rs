@@ -16,6 +16,7 @@ pub mod exchange;
 pub mod http;
 pub mod inbound;
 pub mod jose;
+pub mod metrics;
 pub mod mint;
 pub mod policy;
 pub mod ratelimit;

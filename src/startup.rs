@@ -8,10 +8,12 @@ use actix_web::{App, HttpServer, middleware, web};
 use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
 
+use crate::audit::AuditWriter;
 use crate::broker::{Broker, Lifetimes};
 use crate::config::Config;
 use crate::dev::DevIdp;
 use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
+use crate::metrics::Metrics;
 use crate::mint::sealing::Kek;
 use crate::mint::{KeyManager, KeyPolicy};
 use crate::policy::load::Bundle;
@@ -94,12 +96,14 @@ impl Application {
             config.upstream_timeout.0,
             config.allow_insecure_loopback_issuers,
         )?;
+        let metrics = std::sync::Arc::new(Metrics::new());
         let cache = KeyCache::new(
             fetcher,
             CachePolicy {
                 default_ttl: config.jwks_cache_ttl.0,
                 cooldown: config.jwks_refetch_cooldown.0,
             },
+            metrics.clone(),
         );
         let broker = web::Data::new(Broker {
             issuer_url: issuer_url.clone(),
@@ -109,6 +113,8 @@ impl Application {
             key_manager,
             revocations,
             jwks_max_age: config.jwks_max_age.0,
+            audit: AuditWriter::spawn(store.clone(), metrics.clone()),
+            metrics,
             store,
             lifetimes: Lifetimes {
                 default_ttl: config.default_ttl.0,

@@ -10,6 +10,13 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// Prometheus text exposition.
+pub async fn metrics(broker: web::Data<Broker>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(broker.metrics.render())
+}
+
 /// Readiness: the broker's own database answers and a signing key is loaded. Upstream
 /// issuers are not part of it: one issuer being down must not take every replica out.
 pub async fn readyz(broker: web::Data<Broker>) -> HttpResponse {

@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 use super::fetch::{FetchError, Fetcher};
 use super::keys::{KeyLookup, KeySet, VerifyKey};
 use crate::jose::InboundAlg;
+use crate::metrics::{FetchLabels, IssuerLabels, Metrics};
 use crate::policy::Issuer;
 
 /// Last good keys serve at most this long past their freshness while the issuer is down.
@@ -61,15 +62,17 @@ pub struct CachePolicy {
 /// Issuers' keys, fetched on demand and cached.
 pub struct KeyCache {
     fetcher: Fetcher,
+    metrics: Arc<Metrics>,
     entries: moka::sync::Cache<String, Arc<IssuerKeys>>,
     policy: CachePolicy,
 }
 
 impl KeyCache {
     /// A cache over `fetcher`.
-    pub fn new(fetcher: Fetcher, policy: CachePolicy) -> Self {
+    pub fn new(fetcher: Fetcher, policy: CachePolicy, metrics: Arc<Metrics>) -> Self {
         Self {
             fetcher,
+            metrics,
             entries: moka::sync::Cache::new(MAX_ISSUERS),
             policy,
         }
@@ -90,6 +93,12 @@ impl KeyCache {
             && set.is_fresh()
             && let KeyLookup::Found(k) = set.find(alg, kid)
         {
+            self.metrics
+                .key_cache_hits
+                .get_or_create(&IssuerLabels {
+                    issuer: issuer.name.clone(),
+                })
+                .inc();
             return Ok(use_key(k));
         }
         let set = self.refresh(&entry, issuer, alg, kid).await?;
@@ -145,6 +154,19 @@ impl KeyCache {
     }
 
     async fn fetch(&self, issuer: &Issuer) -> Result<KeySet, FetchError> {
+        let result = self.fetch_unmetered(issuer).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .key_fetches
+            .get_or_create(&FetchLabels {
+                issuer: issuer.name.clone(),
+                outcome,
+            })
+            .inc();
+        result
+    }
+
+    async fn fetch_unmetered(&self, issuer: &Issuer) -> Result<KeySet, FetchError> {
         let fetched = self.fetcher.fetch_jwks(issuer).await?;
         let ttl = fetched.max_age.map_or(self.policy.default_ttl, |age| {
             age.clamp(self.policy.cooldown, MAX_TTL.max(self.policy.cooldown))

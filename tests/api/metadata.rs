@@ -90,3 +90,54 @@ async fn the_signing_key_survives_a_restart() {
         .unwrap();
     assert_eq!(before["keys"][0]["kid"], after["keys"][0]["kid"]);
 }
+
+#[tokio::test]
+async fn metrics_count_exchanges_fetches_and_audit_batches() {
+    let app = spawn_app().await;
+    let token = app.idp.token(&app.idp.claims());
+    assert_eq!(app.exchange(&token, None, None).await.status(), 200);
+    let other = app.idp.token(&app.idp.claims());
+    assert_eq!(app.exchange(&other, None, None).await.status(), 200);
+    let denied = app.idp.token(
+        &app.idp
+            .claims_with(serde_json::json!({"sub": "repo:evil/x:ref:refs/heads/main"})),
+    );
+    assert_eq!(app.exchange(&denied, None, None).await.status(), 400);
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(
+        line(r#"sts_exchanges_total{result="allow",reason="issued",policy="api-deploy"}"#),
+        2.0
+    );
+    assert_eq!(
+        line(r#"sts_exchanges_total{result="deny",reason="not_admitted",policy=""}"#),
+        1.0
+    );
+    assert_eq!(line("sts_exchange_duration_seconds_count"), 3.0);
+    assert_eq!(
+        line(r#"sts_issuer_key_fetches_total{issuer="fake",outcome="ok"}"#),
+        1.0
+    );
+    assert_eq!(
+        line(r#"sts_issuer_key_cache_hits_total{issuer="fake"}"#),
+        2.0
+    );
+    assert_eq!(
+        line("sts_audit_batch_size_sum"),
+        3.0,
+        "every record committed"
+    );
+    assert!(text.trim_end().ends_with("# EOF"));
+    assert!(!text.contains(&token), "tokens never appear");
+}

@@ -1,5 +1,9 @@
 //! The audit trail: one record per exchange, allowed or denied, written before the answer.
 
+mod writer;
+
+pub use writer::{AuditError, AuditWriter};
+
 use serde::Serialize;
 use serde_json::Value;
 

@@ -1,0 +1,137 @@
+//! Prometheus metrics (`GET /metrics`, text format), with the official client.
+//!
+//! Label values are bounded by configuration, never by callers: result and reason codes are
+//! fixed sets, policies and issuers are the registered ones (requests naming an unknown issuer
+//! are counted under `unknown`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of one exchange outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExchangeLabels {
+    /// `allow` or `deny`.
+    pub result: &'static str,
+    /// Stable reason code (`issued`, `not_admitted`, …).
+    pub reason: String,
+    /// The policy that decided (empty when none did).
+    pub policy: String,
+}
+
+/// Labels naming an issuer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuerLabels {
+    /// The registered issuer's name.
+    pub issuer: String,
+}
+
+/// Labels of an issuer key fetch.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FetchLabels {
+    /// The registered issuer's name.
+    pub issuer: String,
+    /// `ok` or `error`.
+    pub outcome: &'static str,
+}
+
+/// Labels of a rate-limit rejection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// `client` or `subject`.
+    pub limit: &'static str,
+}
+
+/// Every metric the broker exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Exchanges by result, reason and policy.
+    pub exchanges: Family<ExchangeLabels, Counter>,
+    /// Time to answer an exchange, seconds (audit commit included).
+    pub exchange_seconds: Histogram,
+    /// Discovery + JWKS fetches per issuer and outcome.
+    pub key_fetches: Family<FetchLabels, Counter>,
+    /// Tokens verified with cached issuer keys, per issuer.
+    pub key_cache_hits: Family<IssuerLabels, Counter>,
+    /// Audit records per committed batch.
+    pub audit_batch_size: Histogram,
+    /// Time to commit one audit batch, seconds.
+    pub audit_commit_seconds: Histogram,
+    /// Requests refused by a rate limit.
+    pub rate_limited: Family<LimitLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sts");
+        let exchanges = Family::<ExchangeLabels, Counter>::default();
+        let exchange_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
+        let key_fetches = Family::<FetchLabels, Counter>::default();
+        let key_cache_hits = Family::<IssuerLabels, Counter>::default();
+        let audit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let audit_commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "exchanges",
+            "Token exchanges by result, reason code and policy",
+            exchanges.clone(),
+        );
+        registry.register(
+            "exchange_duration_seconds",
+            "Time to answer a token exchange, audit commit included",
+            exchange_seconds.clone(),
+        );
+        registry.register(
+            "issuer_key_fetches",
+            "Discovery and JWKS fetches per issuer and outcome",
+            key_fetches.clone(),
+        );
+        registry.register(
+            "issuer_key_cache_hits",
+            "Inbound tokens verified with cached issuer keys",
+            key_cache_hits.clone(),
+        );
+        registry.register(
+            "audit_batch_size",
+            "Audit records committed per transaction",
+            audit_batch_size.clone(),
+        );
+        registry.register(
+            "audit_commit_duration_seconds",
+            "Time to commit one audit batch",
+            audit_commit_seconds.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit",
+            rate_limited.clone(),
+        );
+        Self {
+            registry,
+            exchanges,
+            exchange_seconds,
+            key_fetches,
+            key_cache_hits,
+            audit_batch_size,
+            audit_commit_seconds,
+            rate_limited,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -10,3 +10,4 @@ mod hostile;
 mod metadata;
 mod policies;
 mod upstream;
+mod verifier;

@@ -174,6 +174,9 @@ impl ResponseError for Rejection {
                 e.error_code(),
                 "the broker's keys are unavailable; retry later".to_owned(),
             ),
+            Reason::Verify(e @ VerifyError::InvalidToken(reason)) => {
+                (e.error_code(), reason.to_string())
+            }
             Reason::Verify(e) => (e.error_code(), e.to_string()),
             Reason::NoVerifier => ("server_error", "internal error".to_owned()),
         };

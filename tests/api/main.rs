@@ -13,3 +13,4 @@ mod metadata;
 mod policies;
 mod tls;
 mod upstream;
+mod verifier;

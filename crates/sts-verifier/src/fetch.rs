@@ -1,0 +1,139 @@
+//! Fetching the broker's discovery document and JWKS: timeouts, no redirects, a size cap.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::header::CACHE_CONTROL;
+use serde_json::Value;
+
+use crate::error::FetchError;
+
+/// Discovery and JWKS bodies larger than this are refused (the broker's are about 1 KiB).
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The HTTP side of key fetching.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetcher {
+    client: reqwest::Client,
+}
+
+impl Fetcher {
+    /// A client with `timeout` on connecting and on each whole request. Redirects are never
+    /// followed and environment proxies are not used: the keys must come from the broker's
+    /// own origin, by the route the operator configured.
+    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("sts-verifier/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client })
+    }
+
+    /// The `jwks_uri` from `{issuer}/.well-known/openid-configuration`; `issuer` is the
+    /// configured string, already checked to be an http(s) URL.
+    pub async fn discover(&self, issuer: &str) -> Result<Url, FetchError> {
+        let discovery_url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let (doc, _) = self.get_json(&discovery_url).await?;
+        let invalid = |why: &str| FetchError::Invalid(format!("{discovery_url}: {why}"));
+        // OIDC Discovery §4.3: the document must be about exactly the issuer we asked for,
+        // or a compromised or mistaken host could vouch for keys of another issuer.
+        if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+            return Err(invalid("names another issuer"));
+        }
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .and_then(|u| Url::parse(u).ok())
+            .ok_or_else(|| invalid("has no valid jwks_uri"))?;
+        // The keys must live where the issuer lives: same scheme, host and port.
+        let issuer_origin = Url::parse(issuer).map(|u| u.origin());
+        if issuer_origin.ok() != Some(jwks_uri.origin()) {
+            return Err(invalid("jwks_uri is not on the issuer's origin"));
+        }
+        Ok(jwks_uri)
+    }
+
+    /// The JWKS document and its `Cache-Control: max-age`, if any.
+    pub async fn jwks(&self, jwks_uri: &Url) -> Result<(Value, Option<Duration>), FetchError> {
+        self.get_json(jwks_uri.as_str()).await
+    }
+
+    async fn get_json(&self, url: &str) -> Result<(Value, Option<Duration>), FetchError> {
+        let http = |reason: String| FetchError::Http {
+            url: url.to_owned(),
+            reason,
+        };
+        let mut response = self
+            .client
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| http(e.without_url().to_string()))?;
+        if !response.status().is_success() {
+            return Err(http(format!("status {}", response.status())));
+        }
+        let max_age = response
+            .headers()
+            .get(CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_max_age);
+        // Read chunk by chunk so a huge or endless body is cut off at the cap, whatever its
+        // Content-Length says.
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| http(e.without_url().to_string()))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(http("body too large".into()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let json = serde_json::from_slice(&body).map_err(|_| http("body is not JSON".into()))?;
+        Ok((json, max_age))
+    }
+}
+
+/// `max-age=N` from a Cache-Control value; `no-store` and `no-cache` mean zero.
+fn parse_max_age(value: &str) -> Option<Duration> {
+    value.split(',').map(str::trim).find_map(|directive| {
+        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
+        {
+            return Some(Duration::ZERO);
+        }
+        let (name, seconds) = directive.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("max-age") {
+            return None;
+        }
+        seconds
+            .trim()
+            .trim_matches('"')
+            .parse()
+            .ok()
+            .map(Duration::from_secs)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age() {
+        let secs = |v| parse_max_age(v).map(|d| d.as_secs());
+        assert_eq!(secs("public, max-age=300"), Some(300));
+        assert_eq!(secs("Max-Age=\"60\""), Some(60));
+        assert_eq!(secs("no-store"), Some(0));
+        assert_eq!(secs("public"), None);
+        assert_eq!(secs("max-age=abc"), None);
+        assert_eq!(secs("s-maxage=5"), None);
+    }
+}

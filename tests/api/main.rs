@@ -4,6 +4,7 @@
 mod admin;
 mod ci_client;
 mod cli;
+mod end_to_end;
 mod exchange;
 mod fuzz;
 mod helpers;

@@ -467,17 +467,18 @@ async fn introspect(app: &TestApp, caller: &str, token: &str) -> reqwest::Respon
         .unwrap()
 }
 
+/// The introspection answer for `token`.
+async fn introspect_json(app: &TestApp, caller: &str, token: &str) -> Value {
+    introspect(app, caller, token).await.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn introspection_answers_active_only_for_live_tokens() {
     let app = spawn_app().await;
     let caller = broker_token(&app, "aa-introspector", &app.address, &["introspect"]).await;
     let token = deploy_token(&app).await;
 
-    let live: Value = introspect(&app, &caller, &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let live: Value = introspect_json(&app, &caller, &token).await;
     assert_eq!(live["active"], true, "{live}");
     assert_eq!(live["client_id"], "api-deploy");
     assert_eq!(live["aud"], "https://deploy.internal");
@@ -578,16 +579,9 @@ async fn expired_tokens_are_inactive() {
         .unwrap();
     assert_eq!(short["expires_in"], 1);
     let short = short["access_token"].as_str().unwrap();
-    assert_eq!(
-        introspect(&app, caller, short)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap()["active"],
-        true
-    );
+    assert_eq!(introspect_json(&app, caller, short).await["active"], true);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let expired: Value = introspect(&app, caller, short).await.json().await.unwrap();
+    let expired: Value = introspect_json(&app, caller, short).await;
     assert_eq!(expired, json!({"active": false}));
 }
 
@@ -616,17 +610,9 @@ async fn revoked_tokens_are_inactive_at_once() {
         .await
         .unwrap();
     assert_eq!(revoked.status(), 200);
-    let inactive: Value = introspect(&app, &caller, &first)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let inactive: Value = introspect_json(&app, &caller, &first).await;
     assert_eq!(inactive, json!({"active": false}));
-    let other: Value = introspect(&app, &caller, &second)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let other: Value = introspect_json(&app, &caller, &second).await;
     assert_eq!(other["active"], true, "only that jti");
 
     // Everything issued under a policy up to now; later tokens are unaffected.
@@ -637,19 +623,11 @@ async fn revoked_tokens_are_inactive_at_once() {
         .await
         .unwrap();
     assert_eq!(by_policy.status(), 200);
-    let other: Value = introspect(&app, &caller, &second)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let other: Value = introspect_json(&app, &caller, &second).await;
     assert_eq!(other["active"], false);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let later = deploy_token(&app).await;
-    let later: Value = introspect(&app, &caller, &later)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let later: Value = introspect_json(&app, &caller, &later).await;
     assert_eq!(later["active"], true, "issued after the revocation");
 
     // Revocation also ends an admin credential, and survives a restart.

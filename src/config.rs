@@ -154,6 +154,11 @@ pub struct Config {
     pub key_encryption_key: Option<Secret>,
     /// File holding the key-encryption key.
     pub key_encryption_key_file: Option<PathBuf>,
+    /// Folder for a local audit spool used while the database is unreachable (unset: fail
+    /// closed at once).
+    pub audit_spool_dir: Option<PathBuf>,
+    /// Longest database outage the audit spool covers; then exchanges fail closed.
+    pub database_outage_grace: HumanDuration,
     /// How often the signing key rotates.
     pub key_rotation_period: HumanDuration,
     /// How long relying parties may cache the broker's JWKS and discovery (`Cache-Control:
@@ -195,6 +200,8 @@ impl Default for Config {
             tls_key_file: None,
             key_encryption_key: None,
             key_encryption_key_file: None,
+            audit_spool_dir: None,
+            database_outage_grace: HumanDuration(Duration::from_secs(300)),
             key_rotation_period: HumanDuration(Duration::from_secs(30 * 86400)),
             jwks_max_age: HumanDuration(Duration::from_secs(300)),
             rate_limit_per_client: "0".into(),

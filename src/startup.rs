@@ -8,7 +8,7 @@ use actix_web::{App, HttpServer, middleware, web};
 use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
 
-use crate::audit::AuditWriter;
+use crate::audit::{AuditWriter, Spool, SpoolPolicy};
 use crate::broker::{Broker, Lifetimes};
 use crate::config::Config;
 use crate::dev::DevIdp;
@@ -113,7 +113,7 @@ impl Application {
             key_manager,
             revocations,
             jwks_max_age: config.jwks_max_age.0,
-            audit: AuditWriter::spawn(store.clone(), metrics.clone()),
+            audit: AuditWriter::spawn(store.clone(), metrics.clone(), spool_policy(&config)?),
             metrics,
             store,
             lifetimes: Lifetimes {
@@ -176,6 +176,19 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// The local audit spool, when configured.
+fn spool_policy(config: &Config) -> anyhow::Result<Option<SpoolPolicy>> {
+    let Some(dir) = &config.audit_spool_dir else {
+        return Ok(None);
+    };
+    let spool = Spool::open(dir)
+        .with_context(|| format!("audit_spool_dir {} is not usable", dir.display()))?;
+    Ok(Some(SpoolPolicy {
+        spool,
+        grace: config.database_outage_grace.0,
+    }))
 }
 
 /// The TLS certificate, when both files are configured.

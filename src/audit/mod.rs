@@ -1,14 +1,16 @@
 //! The audit trail: one record per exchange, allowed or denied, written before the answer.
 
+mod spool;
 mod writer;
 
-pub use writer::{AuditError, AuditWriter};
+pub use spool::Spool;
+pub use writer::{AuditError, AuditWriter, SpoolPolicy};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Allowed or denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// A token was issued.
@@ -28,7 +30,7 @@ impl Decision {
 }
 
 /// One audit record. Never holds a token, only facts about it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// The request id the client saw.
     pub request_id: String,

@@ -6,11 +6,12 @@
 //! transaction, so SQLite's per-commit cost (an fsync) is shared by all of them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::AuditEvent;
+use super::{AuditEvent, Spool};
 use crate::metrics::Metrics;
 use crate::storage::Storage;
 
@@ -18,6 +19,8 @@ use crate::storage::Storage;
 const MAX_BATCH: usize = 1024;
 /// Records waiting for the writer; senders wait (backpressure) beyond this.
 const QUEUE: usize = 8192;
+/// How often spooled records are offered to the database when no exchange comes by.
+const REPLAY_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The audit record could not be made durable.
 #[derive(Debug, thiserror::Error)]
@@ -29,21 +32,90 @@ struct Pending {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+/// Where records go when the database does not answer, and for how long.
+pub struct SpoolPolicy {
+    /// The spool.
+    pub spool: Spool,
+    /// Longest outage covered by spooling; then exchanges fail closed.
+    pub grace: Duration,
+}
+
 /// Hands records to the writer task and waits for their commit.
 #[derive(Clone)]
 pub struct AuditWriter {
     queue: mpsc::Sender<Pending>,
+    outage: Arc<Outage>,
+}
+
+/// When the current database outage began (milliseconds since the epoch; 0: none), and
+/// how long spooling may cover it (`None`: no spool).
+struct Outage {
+    since_ms: AtomicU64,
+    grace: Option<Duration>,
+}
+
+impl Outage {
+    fn begin(&self) -> u64 {
+        let now = now_ms();
+        match self
+            .since_ms
+            .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => now,
+            Err(since) => since,
+        }
+    }
+
+    fn end(&self) {
+        self.since_ms.store(0, Ordering::SeqCst);
+    }
+
+    /// Can a record be made durable now (database up, or spooling within grace)?
+    fn can_record(&self) -> bool {
+        let since = self.since_ms.load(Ordering::SeqCst);
+        since == 0
+            || self
+                .grace
+                .is_some_and(|g| now_ms().saturating_sub(since) < g.as_millis() as u64)
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl AuditWriter {
     /// Starts the writer task.
-    pub fn spawn(store: Arc<dyn Storage>, metrics: Arc<Metrics>) -> Self {
+    pub fn spawn(
+        store: Arc<dyn Storage>,
+        metrics: Arc<Metrics>,
+        spool: Option<SpoolPolicy>,
+    ) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(rx, store, metrics));
-        Self { queue }
+        let outage = Arc::new(Outage {
+            since_ms: AtomicU64::new(0),
+            grace: spool.as_ref().map(|s| s.grace),
+        });
+        let committer = Committer {
+            store,
+            metrics,
+            spool: spool.map(|s| s.spool),
+            outage: outage.clone(),
+        };
+        tokio::spawn(committer.run(rx));
+        Self { queue, outage }
     }
 
-    /// Returns once `event` is committed (or failed to be).
+    /// The database does not answer: can exchanges still be audited (spooled, within the
+    /// grace period)? `/readyz` asks.
+    pub fn covers_outage(&self) -> bool {
+        self.outage.begin();
+        self.outage.can_record()
+    }
+
+    /// Returns once `event` is durable (or failed to be).
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let (done, committed) = oneshot::channel();
         self.queue
@@ -57,27 +129,98 @@ impl AuditWriter {
     }
 }
 
-async fn write_batches(
-    mut rx: mpsc::Receiver<Pending>,
+/// The writer task's state.
+struct Committer {
     store: Arc<dyn Storage>,
     metrics: Arc<Metrics>,
-) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (events, waiting): (Vec<AuditEvent>, Vec<_>) =
-            batch.drain(..).map(|p| (p.event, p.done)).unzip();
+    spool: Option<Spool>,
+    outage: Arc<Outage>,
+}
+
+impl Committer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+        let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+        let mut replay = tokio::time::interval(REPLAY_INTERVAL);
+        loop {
+            tokio::select! {
+                received = rx.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 {
+                        return;
+                    }
+                }
+                _ = replay.tick() => {
+                    self.replay_spool().await;
+                    continue;
+                }
+            }
+            let (events, waiting): (Vec<AuditEvent>, Vec<_>) =
+                batch.drain(..).map(|p| (p.event, p.done)).unzip();
+            let result = self.commit(&events).await;
+            for done in waiting {
+                // A requester that went away no longer needs the answer.
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+
+    /// Makes `events` durable: in the database (after any spooled records, to keep their
+    /// order), else in the spool while the outage is within grace.
+    async fn commit(&mut self, events: &[AuditEvent]) -> Result<(), String> {
         let started = Instant::now();
-        let result = store.append_audit(&events).await.map_err(|e| e.to_string());
-        metrics
+        self.replay_spool().await;
+        let result = match self.spool.as_ref().is_some_and(Spool::has_pending) {
+            // Spooled records still wait: the database is still down.
+            true => Err("the database is unavailable (records are spooled)".to_owned()),
+            false => self
+                .store
+                .append_audit(events)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        self.metrics
             .audit_commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        metrics.audit_batch_size.observe(events.len() as f64);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, records = events.len(), "audit batch failed to commit");
+        self.metrics.audit_batch_size.observe(events.len() as f64);
+        match result {
+            Ok(()) => {
+                self.outage.end();
+                Ok(())
+            }
+            Err(e) => self.spool_or_fail(events, e),
         }
-        for done in waiting {
-            // A requester that went away no longer needs the answer.
-            let _ = done.send(result.clone());
+    }
+
+    fn spool_or_fail(&mut self, events: &[AuditEvent], error: String) -> Result<(), String> {
+        self.outage.begin();
+        let Some(spool) = self.spool.as_mut().filter(|_| self.outage.can_record()) else {
+            tracing::error!(error = %error, records = events.len(), "audit batch failed to commit; failing closed");
+            return Err(error);
+        };
+        match spool.append(events) {
+            Ok(()) => {
+                tracing::warn!(error = %error, records = events.len(), "database unavailable; audit records spooled locally");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit spool write failed; failing closed");
+                Err(format!("{error}; spool: {e}"))
+            }
+        }
+    }
+
+    /// Copies spooled records into the database when it answers again.
+    async fn replay_spool(&mut self) {
+        let Some(spool) = self.spool.as_mut().filter(|s| s.has_pending()) else {
+            return;
+        };
+        match spool.replay(&*self.store).await {
+            Ok(n) => {
+                self.outage.end();
+                tracing::info!(records = n, "spooled audit records copied to the database");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "spooled audit records still wait for the database")
+            }
         }
     }
 }

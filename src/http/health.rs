@@ -23,6 +23,11 @@ pub async fn readyz(broker: web::Data<Broker>) -> HttpResponse {
     match broker.store.ping().await {
         Ok(()) => HttpResponse::Ok()
             .json(json!({"status": "ready", "signing_key": broker.keys.load().active.kid})),
+        Err(e) if broker.audit.covers_outage() => {
+            tracing::warn!(error = %e, "readiness: database unavailable; audit records are spooled");
+            HttpResponse::Ok()
+                .json(json!({"status": "degraded", "database": "down", "audit": "spooled"}))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database unavailable");
             HttpResponse::ServiceUnavailable()

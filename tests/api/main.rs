@@ -11,6 +11,7 @@ mod helpers;
 mod hostile;
 mod keys;
 mod metadata;
+mod outage;
 mod policies;
 mod tls;
 mod upstream;

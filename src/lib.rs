@@ -22,4 +22,5 @@ pub mod ratelimit;
 pub mod revocation;
 pub mod startup;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;

@@ -61,6 +61,11 @@ impl Application {
         let store = storage::connect(config.database_url.expose())
             .await
             .context("opening the database")?;
+        // Listen before loading anything, so no change made meanwhile is missed.
+        let changes = store
+            .subscribe()
+            .await
+            .context("listening for other replicas' changes")?;
         let dev = match options.dev {
             true => Some(web::Data::new(DevIdp::new(&issuer_url)?)),
             false => None,
@@ -118,9 +123,11 @@ impl Application {
             overlay: dev_documents(dev.as_ref().map(|d| d.get_ref())),
             admin_token: config.admin_token.clone(),
             admin_writes: tokio::sync::Mutex::new(()),
+            key_refreshes: tokio::sync::Mutex::new(()),
         });
         spawn_jti_purge(broker.clone().into_inner());
         spawn_key_rotation(broker.clone().into_inner());
+        crate::sync::spawn(broker.clone().into_inner(), changes);
 
         let server = HttpServer::new(move || {
             let mut app = App::new()

@@ -95,6 +95,20 @@ impl KeyManager {
     /// Loads the ring, creating keys on first start, sealing legacy plaintext keys, and
     /// forgetting retired keys whose tokens have all expired.
     pub async fn load(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
+        // Replicas starting at once race to create the first keys. The store keeps one
+        // active and one next key, so a loser's insert is a `Conflict`: read again and use
+        // the winner's. Each retry follows another's insert, and there are two key states.
+        let mut attempts = 3;
+        loop {
+            attempts -= 1;
+            match self.load_once(store, now).await {
+                Err(KeyRingError::Storage(StorageError::Conflict { .. })) if attempts > 0 => {}
+                result => return result,
+            }
+        }
+    }
+
+    async fn load_once(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
         let mut rows = store.signing_keys().await?;
         // A wrong KEK must stop everything before anything is written: never "recover" by
         // generating keys that relying parties have not seen.

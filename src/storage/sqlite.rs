@@ -87,7 +87,10 @@ impl Storage for SqliteStore {
         actor: &str,
         now: i64,
     ) -> Result<usize, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE takes the write lock before the version checks read: a concurrent writer
+        // waits (busy timeout) and then sees this one's result, so it gets `Conflict` rather
+        // than "database is locked" from a stale read.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut changed = 0;
         for change in changes {
             let kind = change.kind.as_str();

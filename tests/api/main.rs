@@ -9,4 +9,8 @@ mod helpers;
 mod hostile;
 mod metadata;
 mod policies;
+mod postgres;
+mod replicas;
+mod storage;
+mod testdb;
 mod upstream;

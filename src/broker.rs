@@ -72,6 +72,18 @@ impl Broker {
         Ok(())
     }
 
+    /// Puts the keys as stored in force, rotating and creating nothing (another replica
+    /// changed them).
+    pub async fn reload_keys(&self) -> Result<(), KeyRingError> {
+        let _one_at_a_time = self.key_refreshes.lock().await;
+        let ring = self
+            .key_manager
+            .read(&*self.store, crate::jose::unix_now())
+            .await?;
+        self.install_keys(ring);
+        Ok(())
+    }
+
     /// Puts a freshly loaded ring in force, logging when it changed.
     pub fn install_keys(&self, ring: KeyRing) {
         let old = self.keys.load();

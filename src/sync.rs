@@ -1,7 +1,8 @@
 //! Keeping replicas in step. Documents, revocations and signing keys can be changed through
 //! any broker sharing the database; each broker reloads what changed when the storage's
 //! change feed says so (within milliseconds on PostgreSQL), and everything every
-//! [`RESYNC_PERIOD`] regardless, in case a notification was lost.
+//! [`RESYNC_PERIOD`] regardless, in case a notification was lost. Reloading only reads:
+//! rotating keys stays with each broker's rotation timer (see `startup`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +68,7 @@ async fn reload(broker: &Broker, change: Change) {
         tracing::error!(error = %e, "reloading revocations failed");
     }
     if matches!(change, Change::Keys | Change::All)
-        && let Err(e) = broker.refresh_keys().await
+        && let Err(e) = broker.reload_keys().await
     {
         tracing::error!(error = %e, "reloading signing keys failed; the current key keeps signing");
     }

@@ -149,6 +149,16 @@ impl KeyManager {
         self.ring(&rows)
     }
 
+    /// The ring as stored, writing nothing: what another replica just put there. Creating,
+    /// rotating and forgetting keys stay with [`load`](Self::load) on each replica's timer, so
+    /// replicas that disagree (on the algorithm, during a rolling configuration change) never
+    /// trade writes through each other's notifications at network speed.
+    pub async fn read(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
+        let mut rows = store.signing_keys().await?;
+        rows.retain(|r| !self.unpublished(r, now));
+        self.ring(&rows)
+    }
+
     /// Promotes the published next key, retires the active one, publishes a new next key.
     pub async fn rotate(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
         let rows = store.signing_keys().await?;

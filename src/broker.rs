@@ -55,19 +55,35 @@ pub struct Broker {
     pub overlay: StoredDocuments,
     /// The bootstrap admin secret, if configured.
     pub admin_token: Option<Secret>,
-    /// Serialises admin writes: check-then-write of the whole policy set is one step.
+    /// Serialises admin writes and policy reloads: check-then-write of the whole policy set
+    /// is one step, and a reload never installs a set older than a write's.
     pub admin_writes: tokio::sync::Mutex<()>,
+    /// Serialises key refreshes, so a slow one never installs an older ring over a newer one.
+    pub key_refreshes: tokio::sync::Mutex<()>,
 }
 
 impl Broker {
     /// Rotates if due, then reloads the keys from the database (another replica may have
     /// rotated) and puts them in force.
     pub async fn refresh_keys(&self) -> Result<(), KeyRingError> {
+        let _one_at_a_time = self.key_refreshes.lock().await;
         let now = crate::jose::unix_now();
         let ring = match self.key_manager.rotate_if_due(&*self.store, now).await? {
             Some(ring) => ring,
             None => self.key_manager.load(&*self.store, now).await?,
         };
+        self.install_keys(ring);
+        Ok(())
+    }
+
+    /// Puts the keys as stored in force, rotating and creating nothing (another replica
+    /// changed them).
+    pub async fn reload_keys(&self) -> Result<(), KeyRingError> {
+        let _one_at_a_time = self.key_refreshes.lock().await;
+        let ring = self
+            .key_manager
+            .read(&*self.store, crate::jose::unix_now())
+            .await?;
         self.install_keys(ring);
         Ok(())
     }

@@ -23,5 +23,6 @@ pub mod ratelimit;
 pub mod revocation;
 pub mod startup;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;
 pub mod tls;

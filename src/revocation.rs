@@ -19,6 +19,9 @@ use crate::storage::{Storage, StorageError, StoredRevocation};
 /// The revocations in force.
 pub struct Revocations {
     current: ArcSwap<RevocationSet>,
+    /// One reload at a time: a slow reload that read before a new rule must not put its
+    /// older set in force after a reload that read the rule.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -42,6 +45,7 @@ impl Revocations {
         let all = store.revocations(now).await?;
         Ok(Self {
             current: ArcSwap::from_pointee(RevocationSet::new(all)),
+            reloading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -52,15 +56,13 @@ impl Revocations {
         rule: StoredRevocation,
     ) -> Result<(), StorageError> {
         store.insert_revocation(&rule).await?;
-        let now = rule.created_at;
         // Reload rather than append: another replica's rules come along too.
-        let all = store.revocations(now).await?;
-        self.current.store(Arc::new(RevocationSet::new(all)));
-        Ok(())
+        self.reload(store, rule.created_at).await
     }
 
     /// Re-reads the rules (periodically, and after a change elsewhere).
     pub async fn reload(&self, store: &dyn Storage, now: i64) -> Result<(), StorageError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let all = store.revocations(now).await?;
         self.current.store(Arc::new(RevocationSet::new(all)));
         Ok(())
@@ -134,6 +136,7 @@ mod tests {
                 rule(Some("deploy"), None, 50, 100),
                 rule(None, Some("ci:alice"), 0, 100),
             ])),
+            reloading: tokio::sync::Mutex::new(()),
         };
         let token = |jti: &str, policy: &str, sub: &str, iat: i64| {
             claims(json!({"jti": jti, "client_id": policy, "sub": sub, "iat": iat}))

@@ -67,6 +67,11 @@ impl Application {
         let store = storage::connect(config.database_url.expose())
             .await
             .context("opening the database")?;
+        // Listen before loading anything, so no change made meanwhile is missed.
+        let changes = store
+            .subscribe()
+            .await
+            .context("listening for other replicas' changes")?;
         // Keys before policies: a wrong KEK must stop start-up before anything is written.
         let key_manager = KeyManager::new(kek, key_policy(&config));
         let keys = key_manager
@@ -129,9 +134,11 @@ impl Application {
             overlay: dev_documents(dev.as_ref().map(|d| d.get_ref())),
             admin_token: config.admin_token.clone(),
             admin_writes: tokio::sync::Mutex::new(()),
+            key_refreshes: tokio::sync::Mutex::new(()),
         });
         spawn_jti_purge(broker.clone().into_inner());
         spawn_key_rotation(broker.clone().into_inner());
+        crate::sync::spawn(broker.clone().into_inner(), changes);
 
         let server = HttpServer::new(move || {
             let mut app = App::new()

@@ -323,7 +323,11 @@ impl Broker {
         Ok(report)
     }
 
-    fn compile_with_overlay(&self, docs: &StoredDocuments) -> Result<PolicySet, AdminError> {
+    /// Compiles `docs` plus the documents in force that are not stored (`--dev`).
+    pub(crate) fn compile_with_overlay(
+        &self,
+        docs: &StoredDocuments,
+    ) -> Result<PolicySet, AdminError> {
         let mut issuers = docs.issuers.clone();
         let mut policies = docs.policies.clone();
         issuers.extend(self.overlay.issuers.iter().cloned());

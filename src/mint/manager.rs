@@ -95,6 +95,20 @@ impl KeyManager {
     /// Loads the ring, creating keys on first start, sealing legacy plaintext keys, and
     /// forgetting retired keys whose tokens have all expired.
     pub async fn load(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
+        // Replicas starting at once race to create the first keys. The store keeps one
+        // active and one next key, so a loser's insert is a `Conflict`: read again and use
+        // the winner's. Each retry follows another's insert, and there are two key states.
+        let mut attempts = 3;
+        loop {
+            attempts -= 1;
+            match self.load_once(store, now).await {
+                Err(KeyRingError::Storage(StorageError::Conflict { .. })) if attempts > 0 => {}
+                result => return result,
+            }
+        }
+    }
+
+    async fn load_once(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
         let mut rows = store.signing_keys().await?;
         // A wrong KEK must stop everything before anything is written: never "recover" by
         // generating keys that relying parties have not seen.
@@ -132,6 +146,16 @@ impl KeyManager {
             store.insert_signing_key(&row).await?;
             rows.push(row);
         }
+        self.ring(&rows)
+    }
+
+    /// The ring as stored, writing nothing: what another replica just put there. Creating,
+    /// rotating and forgetting keys stay with [`load`](Self::load) on each replica's timer, so
+    /// replicas that disagree (on the algorithm, during a rolling configuration change) never
+    /// trade writes through each other's notifications at network speed.
+    pub async fn read(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
+        let mut rows = store.signing_keys().await?;
+        rows.retain(|r| !self.unpublished(r, now));
         self.ring(&rows)
     }
 

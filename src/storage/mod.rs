@@ -1,14 +1,17 @@
 //! Persistence behind one small interface; one implementation per database.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::policy::{IssuerDoc, Kind, TrustPolicyDoc};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A database failure. Its text goes to logs, never to clients.
@@ -32,7 +35,7 @@ pub enum StorageError {
         name: String,
     },
     /// The URL names no supported database.
-    #[error("unsupported database_url (expected sqlite://…)")]
+    #[error("unsupported database_url (expected sqlite://…, postgres://… or postgresql://…)")]
     Unsupported,
 }
 
@@ -138,6 +141,44 @@ pub struct StoredRevocation {
     pub reason: Option<String>,
 }
 
+/// What changed in a database that several brokers share, so each reloads that state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Issuers or trust policies.
+    Documents,
+    /// Revocations.
+    Revocations,
+    /// Signing keys.
+    Keys,
+    /// Unknown: changes may have been missed (the feed reconnected); reload everything.
+    All,
+}
+
+impl Change {
+    /// The name sent over the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Documents => "documents",
+            Change::Revocations => "revocations",
+            Change::Keys => "keys",
+            Change::All => "all",
+        }
+    }
+
+    /// The change a wire name stands for; anything unknown (a newer replica) means `All`.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "documents" => Change::Documents,
+            "revocations" => Change::Revocations,
+            "keys" => Change::Keys,
+            _ => Change::All,
+        }
+    }
+}
+
+/// Changes committed by any broker sharing the database (this one included), in commit order.
+pub type ChangeFeed = mpsc::Receiver<Change>;
+
 /// What the broker keeps.
 #[async_trait]
 pub trait Storage: Send + Sync {
@@ -167,7 +208,8 @@ pub trait Storage: Send + Sync {
     async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError>;
     /// Every signing key.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError>;
-    /// Stores a new signing key.
+    /// Stores a new signing key. `Conflict` when it is `active` or `next` and a key in that
+    /// state exists already (another broker created it first).
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StorageError>;
     /// Replaces a key's private material (sealing a legacy plaintext key).
     async fn reseal_signing_key(&self, kid: &str, sealed_key: &[u8]) -> Result<(), StorageError>;
@@ -200,12 +242,17 @@ pub trait Storage: Send + Sync {
     async fn revocations(&self, now: i64) -> Result<Vec<StoredRevocation>, StorageError>;
     /// Is the database reachable?
     async fn ping(&self) -> Result<(), StorageError>;
+    /// Listens for changes made by other brokers sharing this database, until the feed is
+    /// dropped. `None` when the database is not shared (the embedded SQLite file): nothing
+    /// changes it behind this broker's back.
+    async fn subscribe(&self) -> Result<Option<ChangeFeed>, StorageError>;
 }
 
 /// Opens (creating if needed) the database `url` and applies its migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Storage>, StorageError> {
-    if url.starts_with("sqlite:") {
-        return Ok(Arc::new(SqliteStore::connect(url).await?));
+    match url.split_once(':').map(|(scheme, _)| scheme) {
+        Some("sqlite") => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        Some("postgres" | "postgresql") => Ok(Arc::new(PostgresStore::connect(url).await?)),
+        _ => Err(StorageError::Unsupported),
     }
-    Err(StorageError::Unsupported)
 }

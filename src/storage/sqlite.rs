@@ -87,7 +87,10 @@ impl Storage for SqliteStore {
         actor: &str,
         now: i64,
     ) -> Result<usize, StorageError> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE takes the write lock before the version checks read: a concurrent writer
+        // waits (busy timeout) and then sees this one's result, so it gets `Conflict` rather
+        // than "database is locked" from a stale read.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut changed = 0;
         for change in changes {
             let kind = change.kind.as_str();
@@ -422,6 +425,10 @@ impl Storage for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    async fn subscribe(&self) -> Result<Option<super::ChangeFeed>, StorageError> {
+        Ok(None)
+    }
 }
 
 const AUDIT_COLUMNS: &str = "id, request_id, time, kind, decision, reason, client_addr, policy, \
@@ -466,13 +473,17 @@ fn audit_record(row: &SqliteRow) -> Result<AuditRecord, StorageError> {
     })
 }
 
+/// One statement, so SQLite's single writer makes the check and the insert atomic: two
+/// callers creating the first `active` (or a `next`) key at once get one key and a `Conflict`.
 async fn insert_key<'e>(
     executor: impl sqlx::SqliteExecutor<'e>,
     key: &StoredKey,
 ) -> Result<(), StorageError> {
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO signing_keys (kid, alg, private_key, sealed, state, created_at, activated_at, retired_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+         WHERE ?5 NOT IN ('active', 'next')
+            OR NOT EXISTS (SELECT 1 FROM signing_keys WHERE state = ?5)",
     )
     .bind(&key.kid)
     .bind(&key.alg)
@@ -484,5 +495,11 @@ async fn insert_key<'e>(
     .bind(key.retired_at)
     .execute(executor)
     .await?;
+    if done.rows_affected() == 0 {
+        return Err(StorageError::Conflict {
+            kind: "signing key",
+            name: key.state.clone(),
+        });
+    }
     Ok(())
 }

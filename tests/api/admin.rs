@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{GRANT, ID_TOKEN, spawn_app};
+use crate::helpers::{GRANT, ID_TOKEN, TestApp, spawn_app};
 
 #[tokio::test]
 async fn admin_requests_need_credentials_and_scope() {
@@ -90,7 +90,11 @@ async fn admins_federate_in_through_a_trust_policy() {
 
 #[tokio::test]
 async fn documents_are_validated_like_files_and_take_effect_at_once() {
-    let app = spawn_app().await;
+    documents_are_validated_like_files_and_take_effect_at_once_on(spawn_app().await).await;
+}
+
+/// The test body, on any broker (`postgres.rs` runs it on PostgreSQL).
+pub async fn documents_are_validated_like_files_and_take_effect_at_once_on(app: TestApp) {
     let token = app.idp.token(
         &app.idp
             .claims_with(json!({"sub": "repo:acme/tools:ref:refs/heads/main"})),
@@ -217,7 +221,11 @@ async fn documents_are_validated_like_files_and_take_effect_at_once() {
 
 #[tokio::test]
 async fn concurrent_edits_one_wins_one_gets_412() {
-    let app = spawn_app().await;
+    concurrent_edits_one_wins_one_gets_412_on(spawn_app().await).await;
+}
+
+/// The test body, on any broker (`postgres.rs` runs it on PostgreSQL).
+pub async fn concurrent_edits_one_wins_one_gets_412_on(app: TestApp) {
     let current = app
         .admin(Method::GET, "/policies/branches-read")
         .send()
@@ -310,7 +318,11 @@ async fn explain_names_the_one_failing_check() {
 
 #[tokio::test]
 async fn audit_trail_is_filterable_paginated_and_resolves_request_ids() {
-    let app = spawn_app().await;
+    audit_trail_is_filterable_paginated_and_resolves_request_ids_on(spawn_app().await).await;
+}
+
+/// The test body, on any broker (`postgres.rs` runs it on PostgreSQL).
+pub async fn audit_trail_is_filterable_paginated_and_resolves_request_ids_on(app: TestApp) {
     let ok = app
         .exchange(&app.idp.token(&app.idp.claims()), None, None)
         .await;
@@ -441,7 +453,11 @@ async fn audit_trail_is_filterable_paginated_and_resolves_request_ids() {
 
 #[tokio::test]
 async fn apply_is_all_or_nothing_and_prunes_on_request() {
-    let app = spawn_app().await;
+    apply_is_all_or_nothing_and_prunes_on_request_on(spawn_app().await).await;
+}
+
+/// The test body, on any broker (`postgres.rs` runs it on PostgreSQL).
+pub async fn apply_is_all_or_nothing_and_prunes_on_request_on(app: TestApp) {
     let issuer: Value = app
         .admin(Method::GET, "/issuers/fake")
         .send()

@@ -3,11 +3,15 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::{Value, json};
 
-use crate::helpers::{GRANT, ID_TOKEN, expect_error, spawn_app};
+use crate::helpers::{GRANT, ID_TOKEN, TestApp, expect_error, spawn_app};
 
 #[tokio::test]
 async fn issued_token_verifies_with_the_published_keys() {
-    let app = spawn_app().await;
+    issued_token_verifies_with_the_published_keys_on(spawn_app().await).await;
+}
+
+/// The test body, on any broker (`postgres.rs` runs it on PostgreSQL).
+pub async fn issued_token_verifies_with_the_published_keys_on(app: TestApp) {
     let token = app.idp.token(&app.idp.claims());
     let response = app.exchange(&token, None, None).await;
     assert_eq!(response.status(), 200);
@@ -322,7 +326,11 @@ async fn the_policy_parameter_evaluates_only_that_policy() {
 
 #[tokio::test]
 async fn every_denial_is_audited_with_the_request_id() {
-    let app = spawn_app().await;
+    every_denial_is_audited_with_the_request_id_on(spawn_app().await).await;
+}
+
+/// The test body, on any broker (`postgres.rs` runs it on PostgreSQL).
+pub async fn every_denial_is_audited_with_the_request_id_on(app: TestApp) {
     let token = app.idp.token(
         &app.idp
             .claims_with(json!({"sub": "repo:other/x:ref:refs/heads/main"})),

@@ -321,8 +321,10 @@ pub struct TestApp {
     pub address: String,
     pub idp: FakeIdp,
     pub client: reqwest::Client,
-    pub db_path: std::path::PathBuf,
-    pub dir: tempfile::TempDir,
+    /// What it was started with (`restart` starts another broker with the same).
+    pub config: Config,
+    /// Holds the policies folder and the SQLite file.
+    pub _dir: tempfile::TempDir,
 }
 
 /// Starts a broker on a random port with [`POLICIES`] and a fresh SQLite database.
@@ -346,21 +348,35 @@ pub async fn spawn_app_full(policy_text: &str, tweak: impl FnOnce(&mut Config)) 
         policy_text.replace("{IDP}", &idp.url),
     )
     .unwrap();
-    let db_path = dir.path().join("broker.db");
-    let mut config = test_config(&db_path, &policies);
+    let mut config = test_config(&dir.path().join("broker.db"), &policies);
     tweak(&mut config);
-    let app = Application::build(config, Options::default())
+    let app = Application::build(config.clone(), Options::default())
         .await
         .expect("broker starts");
-    let address = app.issuer_url().to_owned();
+    // Where it listens, which is not its issuer URL when a test sets one (replicas share one).
+    let scheme = if config.tls_cert_file.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let address = format!("{scheme}://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         idp,
         client: reqwest::Client::new(),
-        db_path,
-        dir,
+        config,
+        _dir: dir,
     }
+}
+
+/// Like [`spawn_app_with`], on the database at `database_url`.
+pub async fn spawn_app_on(database_url: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with(|c| {
+        c.database_url = sts_broker::config::Secret::new(database_url);
+        tweak(c);
+    })
+    .await
 }
 
 /// The configuration tests start from.
@@ -410,10 +426,10 @@ impl TestApp {
         self.post_token(&params).await
     }
 
-    /// Starts a second broker on the same database and policies; returns its address.
+    /// Starts a second broker with the same configuration (database, policies); returns its
+    /// address.
     pub async fn restart(&self) -> String {
-        let config = test_config(&self.db_path, &self.dir.path().join("policies"));
-        let app = Application::build(config, Options::default())
+        let app = Application::build(self.config.clone(), Options::default())
             .await
             .unwrap();
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -438,18 +454,17 @@ impl TestApp {
 
     /// Audit rows for one request id: (decision, reason, policy).
     pub async fn audit(&self, request_id: &str) -> Vec<(Option<String>, String, Option<String>)> {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
+        let store = sts_broker::storage::connect(self.config.database_url.expose())
             .await
             .unwrap();
-        let rows = sqlx::query_as(
-            "SELECT decision, reason, policy FROM audit_events WHERE request_id = ?",
-        )
-        .bind(request_id)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
-        rows
+        let records = store.audit_by_request(request_id).await.unwrap();
+        records
+            .into_iter()
+            .map(|r| {
+                let decision = r.event.decision.map(|d| d.as_str().to_owned());
+                (decision, r.event.reason, r.event.policy)
+            })
+            .collect()
     }
 }
 

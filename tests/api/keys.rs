@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sts_broker::config::{HumanDuration, Secret, SigningAlgorithm};
 use sts_broker::startup::{Application, Options};
 
-use crate::helpers::{TestApp, form, spawn_app, spawn_app_with, test_config};
+use crate::helpers::{TestApp, form, spawn_app, spawn_app_with};
 
 /// Adds a policy granting `audience` with `scopes` (tried first by name) and returns a broker
 /// token issued under it.
@@ -392,8 +392,8 @@ async fn keys_are_listed_and_rotated_on_demand() {
 #[tokio::test]
 async fn serve_refuses_to_start_without_a_kek_and_with_a_wrong_one() {
     let app = spawn_app().await;
-    let policies = app.dir.path().join("policies");
-    let mut missing = test_config(&app.db_path, &policies);
+    let policies = app.config.policies_dir.clone().unwrap();
+    let mut missing = app.config.clone();
     missing.key_encryption_key = None;
     let err = Application::build(missing, Options::default())
         .await
@@ -403,7 +403,7 @@ async fn serve_refuses_to_start_without_a_kek_and_with_a_wrong_one() {
     assert!(text.contains("openssl rand -base64 32"), "{text}");
     assert!(text.contains("STS_BROKER_KEY_ENCRYPTION_KEY"), "{text}");
 
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path.display()))
+    let pool = sqlx::SqlitePool::connect(app.config.database_url.expose())
         .await
         .unwrap();
     let keys_before: Vec<(String, Vec<u8>)> =
@@ -427,7 +427,7 @@ async fn serve_refuses_to_start_without_a_kek_and_with_a_wrong_one() {
         n
     };
     let versions_before = versions().await;
-    let mut wrong = test_config(&app.db_path, &policies);
+    let mut wrong = app.config.clone();
     wrong.key_encryption_key = Some(Secret::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
     let err = Application::build(wrong, Options::default())
         .await
@@ -448,7 +448,7 @@ async fn serve_refuses_to_start_without_a_kek_and_with_a_wrong_one() {
         assert_ne!(private.first(), Some(&0x30), "{kid} is stored in the clear");
     }
     // The right KEK still opens them.
-    let again = Application::build(test_config(&app.db_path, &policies), Options::default()).await;
+    let again = Application::build(app.config.clone(), Options::default()).await;
     assert!(again.is_ok());
 }
 

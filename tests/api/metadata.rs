@@ -73,8 +73,7 @@ async fn the_signing_key_survives_a_restart() {
         .json()
         .await
         .unwrap();
-    let config = crate::helpers::test_config(&app.db_path, &app.dir.path().join("policies"));
-    let again = sts_broker::startup::Application::build(config, Default::default())
+    let again = sts_broker::startup::Application::build(app.config.clone(), Default::default())
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", again.port());

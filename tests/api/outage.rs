@@ -14,7 +14,7 @@ use sts_broker::config::HumanDuration;
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 async fn pool(app: &TestApp) -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path.display()))
+    sqlx::SqlitePool::connect(app.config.database_url.expose())
         .await
         .unwrap()
 }

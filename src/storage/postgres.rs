@@ -1,0 +1,550 @@
+//! PostgreSQL through sqlx: one database shared by several broker replicas.
+//!
+//! The semantics are SQLite's (see `sqlite.rs`); what differs is concurrency. SQLite has one
+//! writer at a time; here concurrent transactions from other replicas are normal, so every
+//! check-then-write below says how it stays correct under them. Each write that changes
+//! shared state also notifies the other replicas (see [`changes`]).
+
+mod changes;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use super::{
+    Change, ChangeFeed, DocumentChange, DocumentVersion, Storage, StorageError, StoredDocument,
+    StoredDocuments, StoredKey, StoredRevocation,
+};
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord, Decision};
+use crate::policy::Kind;
+
+/// Connections per replica; one more than these is never opened.
+const MAX_CONNECTIONS: u32 = 10;
+/// Waiting for a free connection (or a new one) longer than this fails the request.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The server cancels any statement running longer (a stuck query must not hold a request
+/// or a lock forever).
+const STATEMENT_TIMEOUT: &str = "10s";
+/// Key of the transaction-scoped advisory lock that serialises document writes.
+const DOCUMENTS_LOCK: i64 = 0x5354_5344_4f43; // "STSDOC"
+
+/// PostgreSQL storage.
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (the database must exist) and migrates. The migrator holds an
+    /// advisory lock while it runs, so replicas starting at once migrate one after another.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("sts-broker")
+            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Storage for PostgresStore {
+    async fn documents(&self) -> Result<StoredDocuments, StorageError> {
+        let rows =
+            sqlx::query("SELECT kind, name, body, updated_by FROM documents ORDER BY kind, name")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut docs = StoredDocuments::default();
+        for row in rows {
+            let kind: String = row.try_get("kind")?;
+            let name: String = row.try_get("name")?;
+            let body: Value = row.try_get("body")?;
+            let updated_by: String = row.try_get("updated_by")?;
+            let corrupt =
+                |e: serde_json::Error| StorageError::Corrupt(format!("{kind} {name}: {e}"));
+            let parsed = Kind::parse(&kind)
+                .ok_or_else(|| StorageError::Corrupt(format!("unknown kind {kind}")))?;
+            match parsed {
+                Kind::Issuer => docs
+                    .issuers
+                    .push(serde_json::from_value(body).map_err(corrupt)?),
+                Kind::TrustPolicy => docs
+                    .policies
+                    .push(serde_json::from_value(body).map_err(corrupt)?),
+            }
+            if updated_by == super::FILES_ACTOR {
+                docs.from_files.push((parsed, name));
+            }
+        }
+        Ok(docs)
+    }
+
+    async fn apply_documents(
+        &self,
+        changes: &[DocumentChange],
+        actor: &str,
+        now: i64,
+    ) -> Result<usize, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        // Document writes are rare admin actions; one at a time across all replicas makes
+        // each version check and `MAX(version) + 1` below exact, including for a document
+        // that does not exist yet (which no row lock could cover).
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(DOCUMENTS_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let mut changed = 0;
+        for change in changes {
+            if apply_one(&mut tx, change, actor, now).await? {
+                changed += 1;
+            }
+        }
+        if changed > 0 {
+            changes::notify(&mut tx, Change::Documents).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn list_documents(&self, kind: Kind) -> Result<Vec<StoredDocument>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT name, version, body, updated_at, updated_by FROM documents WHERE kind = $1 ORDER BY name",
+        )
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| stored_document(kind, row)).collect()
+    }
+
+    async fn document(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<StoredDocument>, StorageError> {
+        let row = sqlx::query(
+            "SELECT name, version, body, updated_at, updated_by FROM documents WHERE kind = $1 AND name = $2",
+        )
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|row| stored_document(kind, row))
+            .transpose()
+    }
+
+    async fn history(&self, kind: Kind, name: &str) -> Result<Vec<DocumentVersion>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT version, body, changed_at, changed_by FROM document_versions
+             WHERE kind = $1 AND name = $2 ORDER BY version",
+        )
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DocumentVersion {
+                    version: row.try_get("version")?,
+                    body: row.try_get("body")?,
+                    changed_at: row.try_get("changed_at")?,
+                    changed_by: row.try_get("changed_by")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError> {
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE 1 = 1"
+        ));
+        if let Some(since) = filter.since {
+            q.push(" AND time >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            q.push(" AND time < ").push_bind(until);
+        }
+        if let Some(decision) = filter.decision {
+            q.push(" AND decision = ").push_bind(decision.as_str());
+        }
+        if let Some(policy) = &filter.policy {
+            q.push(" AND policy = ").push_bind(policy.clone());
+        }
+        if let Some(subject) = &filter.subject {
+            q.push(" AND inbound_sub = ").push_bind(subject.clone());
+        }
+        if let Some(kind) = &filter.kind {
+            q.push(" AND kind = ").push_bind(kind.clone());
+        }
+        if let Some(before) = filter.before_id {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_record).collect()
+    }
+
+    async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE request_id = $1 ORDER BY id"
+        )))
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_record).collect()
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, private_key, sealed, state, created_at, activated_at, retired_at
+             FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(StoredKey {
+                    kid: row.try_get("kid")?,
+                    alg: row.try_get("alg")?,
+                    private_key: row.try_get("private_key")?,
+                    sealed: row.try_get("sealed")?,
+                    state: row.try_get("state")?,
+                    created_at: row.try_get("created_at")?,
+                    activated_at: row.try_get("activated_at")?,
+                    retired_at: row.try_get("retired_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        insert_key(&mut tx, key).await?;
+        changes::notify(&mut tx, Change::Keys).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reseal_signing_key(&self, kid: &str, sealed_key: &[u8]) -> Result<(), StorageError> {
+        // The public key is unchanged, so other replicas need not hear of it.
+        sqlx::query("UPDATE signing_keys SET private_key = $1, sealed = true WHERE kid = $2")
+            .bind(sealed_key)
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        changes::notify(&mut tx, Change::Keys).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn rotate_signing_keys(
+        &self,
+        active: &str,
+        next: &str,
+        new_next: &StoredKey,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let conflict = || StorageError::Conflict {
+            kind: "signing key",
+            name: next.to_owned(),
+        };
+        let mut tx = self.pool.begin().await?;
+        // Retire first: the unique index allows one active key at any moment. A concurrent
+        // rotation waits on this row's lock, then finds it no longer active: `Conflict`.
+        let retired = sqlx::query(
+            "UPDATE signing_keys SET state = 'retired', retired_at = $1 WHERE kid = $2 AND state = 'active'",
+        )
+        .bind(now)
+        .bind(active)
+        .execute(&mut *tx)
+        .await?;
+        if retired.rows_affected() != 1 {
+            return Err(conflict());
+        }
+        let promoted = sqlx::query(
+            "UPDATE signing_keys SET state = 'active', activated_at = $1 WHERE kid = $2 AND state = 'next'",
+        )
+        .bind(now)
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+        if promoted.rows_affected() != 1 {
+            return Err(conflict());
+        }
+        insert_key(&mut tx, new_next).await?;
+        changes::notify(&mut tx, Change::Keys).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO audit_events (request_id, time, kind, decision, reason, client_addr, policy,
+                 inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&e.request_id)
+            .bind(e.time)
+            .bind(&e.kind)
+            .bind(e.decision.map(|d| d.as_str()))
+            .bind(&e.reason)
+            .bind(&e.client_addr)
+            .bind(&e.policy)
+            .bind(&e.inbound_iss)
+            .bind(&e.inbound_sub)
+            .bind(&e.inbound_jti)
+            .bind(&e.issued_jti)
+            .bind(e.issued_exp)
+            .bind(&e.detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn consume_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires: i64,
+    ) -> Result<bool, StorageError> {
+        // A concurrent insert of the same key waits for the first to commit, then does
+        // nothing: exactly one caller sees a row inserted.
+        let done = sqlx::query(
+            "INSERT INTO used_jtis (issuer, jti, expires) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(issuer)
+        .bind(jti)
+        .bind(expires)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn purge_jtis(&self, now: i64) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM used_jtis WHERE expires < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_revocation(&self, r: &StoredRevocation) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO revocations (jti, policy, subject, issued_since, issued_until, expires_at,
+             created_at, created_by, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&r.jti)
+        .bind(&r.policy)
+        .bind(&r.subject)
+        .bind(r.issued_since)
+        .bind(r.issued_until)
+        .bind(r.expires_at)
+        .bind(r.created_at)
+        .bind(&r.created_by)
+        .bind(&r.reason)
+        .execute(&mut *tx)
+        .await?;
+        changes::notify(&mut tx, Change::Revocations).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revocations(&self, now: i64) -> Result<Vec<StoredRevocation>, StorageError> {
+        sqlx::query("DELETE FROM revocations WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT jti, policy, subject, issued_since, issued_until, expires_at, created_at,
+             created_by, reason FROM revocations ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredRevocation {
+                    jti: row.try_get("jti")?,
+                    policy: row.try_get("policy")?,
+                    subject: row.try_get("subject")?,
+                    issued_since: row.try_get("issued_since")?,
+                    issued_until: row.try_get("issued_until")?,
+                    expires_at: row.try_get("expires_at")?,
+                    created_at: row.try_get("created_at")?,
+                    created_by: row.try_get("created_by")?,
+                    reason: row.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> Result<Option<ChangeFeed>, StorageError> {
+        Ok(Some(changes::subscribe(&self.pool).await?))
+    }
+}
+
+/// Applies one change inside `apply_documents`' transaction (which holds the documents
+/// lock); `false` when it changes nothing.
+async fn apply_one(
+    tx: &mut sqlx::PgConnection,
+    change: &DocumentChange,
+    actor: &str,
+    now: i64,
+) -> Result<bool, StorageError> {
+    let kind = change.kind.as_str();
+    let current: Option<(i64, Value)> =
+        sqlx::query_as("SELECT version, body FROM documents WHERE kind = $1 AND name = $2")
+            .bind(kind)
+            .bind(&change.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(expected) = change.expected_version
+        && current.as_ref().map_or(0, |(v, _)| *v) != expected
+    {
+        return Err(StorageError::Conflict {
+            kind,
+            name: change.name.clone(),
+        });
+    }
+    // JSONB keeps no key order or spacing, so compare values, not texts.
+    if current.as_ref().map(|(_, b)| b) == change.body.as_ref() {
+        return Ok(false);
+    }
+    let last_version: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(version) FROM document_versions WHERE kind = $1 AND name = $2",
+    )
+    .bind(kind)
+    .bind(&change.name)
+    .fetch_one(&mut *tx)
+    .await?;
+    let version = last_version.unwrap_or(0) + 1;
+    sqlx::query(
+        "INSERT INTO document_versions (kind, name, version, body, changed_at, changed_by)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(kind)
+    .bind(&change.name)
+    .bind(version)
+    .bind(&change.body)
+    .bind(now)
+    .bind(actor)
+    .execute(&mut *tx)
+    .await?;
+    match &change.body {
+        Some(body) => {
+            sqlx::query(
+                "INSERT INTO documents (kind, name, version, body, updated_at, updated_by)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (kind, name) DO UPDATE SET version = excluded.version, body = excluded.body,
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            )
+            .bind(kind)
+            .bind(&change.name)
+            .bind(version)
+            .bind(body)
+            .bind(now)
+            .bind(actor)
+            .execute(&mut *tx)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM documents WHERE kind = $1 AND name = $2")
+                .bind(kind)
+                .bind(&change.name)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Inserts a key. The partial unique index on `state` (active, next) makes "create the key
+/// if none exists" safe when replicas start at once: the loser's insert does nothing and it
+/// gets `Conflict`, then reads the winner's key. An index rather than an advisory lock, so the
+/// invariant holds for every writer, whatever code path it takes.
+async fn insert_key(tx: &mut sqlx::PgConnection, key: &StoredKey) -> Result<(), StorageError> {
+    let done = sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, private_key, sealed, state, created_at, activated_at, retired_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (state) WHERE state IN ('active', 'next') DO NOTHING",
+    )
+    .bind(&key.kid)
+    .bind(&key.alg)
+    .bind(&key.private_key)
+    .bind(key.sealed)
+    .bind(&key.state)
+    .bind(key.created_at)
+    .bind(key.activated_at)
+    .bind(key.retired_at)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StorageError::Conflict {
+            kind: "signing key",
+            name: key.state.clone(),
+        });
+    }
+    Ok(())
+}
+
+const AUDIT_COLUMNS: &str = "id, request_id, time, kind, decision, reason, client_addr, policy, \
+    inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail";
+
+fn stored_document(kind: Kind, row: &PgRow) -> Result<StoredDocument, StorageError> {
+    Ok(StoredDocument {
+        kind,
+        name: row.try_get("name")?,
+        version: row.try_get("version")?,
+        body: row.try_get("body")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
+fn audit_record(row: &PgRow) -> Result<AuditRecord, StorageError> {
+    let decision: Option<String> = row.try_get("decision")?;
+    Ok(AuditRecord {
+        id: row.try_get("id")?,
+        event: AuditEvent {
+            request_id: row.try_get("request_id")?,
+            time: row.try_get("time")?,
+            kind: row.try_get("kind")?,
+            decision: decision.as_deref().and_then(Decision::parse),
+            reason: row.try_get("reason")?,
+            client_addr: row.try_get("client_addr")?,
+            policy: row.try_get("policy")?,
+            inbound_iss: row.try_get("inbound_iss")?,
+            inbound_sub: row.try_get("inbound_sub")?,
+            inbound_jti: row.try_get("inbound_jti")?,
+            issued_jti: row.try_get("issued_jti")?,
+            issued_exp: row.try_get("issued_exp")?,
+            detail: row.try_get("detail")?,
+        },
+    })
+}

@@ -1,0 +1,44 @@
+//! The representative exchange, admin and audit flows of the SQLite suite, on PostgreSQL
+//! (each on a fresh database). Skipped, saying so, without `TEST_DATABASE_URL`.
+
+use crate::helpers::spawn_app_on;
+use crate::testdb::TestDb;
+use crate::{admin, exchange};
+
+/// Runs `flow` against a broker on a fresh PostgreSQL database.
+macro_rules! on_postgres {
+    ($name:ident, $flow:path) => {
+        #[tokio::test]
+        async fn $name() {
+            let Some(db) = TestDb::postgres(stringify!($name)).await else {
+                return;
+            };
+            $flow(spawn_app_on(&db.url, |_| {}).await).await;
+        }
+    };
+}
+
+on_postgres!(
+    issued_token_verifies,
+    exchange::issued_token_verifies_with_the_published_keys_on
+);
+on_postgres!(
+    denials_are_audited,
+    exchange::every_denial_is_audited_with_the_request_id_on
+);
+on_postgres!(
+    documents_take_effect_at_once,
+    admin::documents_are_validated_like_files_and_take_effect_at_once_on
+);
+on_postgres!(
+    concurrent_edits_one_wins,
+    admin::concurrent_edits_one_wins_one_gets_412_on
+);
+on_postgres!(
+    audit_trail_filters_and_pages,
+    admin::audit_trail_is_filterable_paginated_and_resolves_request_ids_on
+);
+on_postgres!(
+    apply_is_all_or_nothing,
+    admin::apply_is_all_or_nothing_and_prunes_on_request_on
+);

@@ -2,8 +2,9 @@
 //! fails closed at once; with one it spools locally for the grace period, then fails closed,
 //! and copies the spooled records into the database when it answers again.
 //!
-//! The outage is made by renaming the audit table away (every audit write fails, as with a
-//! lost database), which works the same on any machine.
+//! On SQLite the outage is made by renaming the audit table away (every audit write fails,
+//! as with a lost database); on PostgreSQL the database refuses connections and the open
+//! ones are terminated.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,8 @@ use reqwest::Method;
 use serde_json::Value;
 use sts_broker::config::HumanDuration;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app, spawn_app_on, spawn_app_with};
+use crate::testdb::TestDb;
 
 async fn pool(app: &TestApp) -> sqlx::SqlitePool {
     sqlx::SqlitePool::connect(app.config.database_url.expose())
@@ -119,4 +121,141 @@ async fn a_spool_covers_the_grace_period_then_copies_into_the_database() {
         .await
         .unwrap();
     assert_eq!(record["events"][0]["decision"], "allow", "{record}");
+}
+
+/// Makes the database unreachable and back: PostgreSQL refuses connections to it and drops
+/// the open ones; SQLite loses its audit table.
+async fn set_database_down(db: &TestDb, down: bool) {
+    if db.backend == "sqlite" {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        let (from, to) = match down {
+            true => ("audit_events", "audit_events_away"),
+            false => ("audit_events_away", "audit_events"),
+        };
+        let sql = format!("ALTER TABLE {from} RENAME TO {to}");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+        return;
+    }
+    let server = std::env::var("TEST_DATABASE_URL").unwrap();
+    let name = url::Url::parse(&db.url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let pool = sqlx::PgPool::connect(&server).await.unwrap();
+    let allow = if down { "false" } else { "true" };
+    let sql = format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&pool)
+        .await
+        .unwrap();
+    if down {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&name)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// Every issued `jti` the audit trail records as allowed.
+async fn audited_jtis(app: &TestApp) -> std::collections::HashSet<String> {
+    let mut jtis = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/audit?decision=allow&limit=500".to_owned();
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = app
+            .admin(Method::GET, &path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for event in page["events"].as_array().unwrap() {
+            jtis.insert(event["issued"]["jti"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return jtis,
+        }
+    }
+}
+
+fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+/// Exchanges run concurrently while the database goes away and comes back: every token that
+/// was issued has its audit record, the rest failed closed with 503, and the broker recovers.
+#[tokio::test]
+async fn no_token_without_an_audit_record_when_the_database_goes_under_load() {
+    for db in TestDb::all("database outage under load").await {
+        let app = std::sync::Arc::new(spawn_app_on(&db.url, |_| {}).await);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for _ in 0..6 {
+            let (app, stop) = (app.clone(), stop.clone());
+            workers.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let (status, token, _) = exchange(&app).await;
+                    seen.push((status, token));
+                }
+                seen
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        set_database_down(&db, true).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        set_database_down(&db, false).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Back: exchanges succeed again (the pool reconnects by itself).
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while exchange(&app).await.0 != 200 {
+            assert!(Instant::now() < deadline, "{}: no recovery", db.backend);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut issued = Vec::new();
+        let mut refused = 0;
+        for worker in workers {
+            for (status, token) in worker.await.unwrap() {
+                match (status, token) {
+                    (200, Some(token)) => issued.push(jti_of(&token)),
+                    (503, None) => refused += 1,
+                    other => panic!("{}: unexpected answer {other:?}", db.backend),
+                }
+            }
+        }
+        assert!(refused > 0, "{}: the outage was felt", db.backend);
+        assert!(!issued.is_empty(), "{}", db.backend);
+        let audited = audited_jtis(&app).await;
+        let missing: Vec<_> = issued.iter().filter(|j| !audited.contains(*j)).collect();
+        assert!(
+            missing.is_empty(),
+            "{}: tokens without audit records: {missing:?}",
+            db.backend
+        );
+        assert_eq!(app.get("/readyz").await.status(), 200, "{}", db.backend);
+        eprintln!(
+            "{}: {} issued, {refused} refused during the outage",
+            db.backend,
+            issued.len()
+        );
+    }
 }

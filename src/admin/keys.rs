@@ -20,6 +20,9 @@ impl Broker {
         who: &Principal,
         request_id: &str,
     ) -> Result<Vec<KeyInfo>, AdminError> {
+        // Not interleaved with the rotation timer or a reload for another replica's change,
+        // so an older ring is never installed over this one.
+        let _one_at_a_time = self.key_refreshes.lock().await;
         let now = crate::jose::unix_now();
         let retired = self.keys.load().active.kid.clone();
         let ring = self

@@ -103,12 +103,14 @@ pub async fn start_broker(
     name: &str,
     launch: &Launch,
     alg: &str,
-    policies_yaml: &str,
+    policy_files: &[(String, String)],
 ) -> anyhow::Result<Child> {
     let home = dir.join(name);
     let policies = home.join("policies");
     std::fs::create_dir_all(&policies)?;
-    std::fs::write(policies.join("bench.yaml"), policies_yaml)?;
+    for (name, yaml) in policy_files {
+        std::fs::write(policies.join(name), yaml)?;
+    }
     let port = free_port()?;
     let config = home.join("sts-broker.toml");
     std::fs::write(

@@ -49,6 +49,10 @@ pub struct Args {
     /// Distinct inbound tokens minted per policy set (default 2048; 128 with --smoke).
     #[arg(long)]
     pub tokens: Option<usize>,
+    /// Run only the broker variants whose name contains this text (the ideal handler always
+    /// runs), e.g. `--only "broker ES256"` to profile or compare one configuration.
+    #[arg(long)]
+    pub only: Option<String>,
     /// The `sts-broker` binary (default: beside this one, built first when run by cargo).
     #[arg(long)]
     pub broker_bin: Option<PathBuf>,

@@ -14,7 +14,7 @@ use crate::report::{Cold, Row, Table};
 
 /// A policies folder and the tokens its policies admit.
 struct PolicySet<'a> {
-    yaml: &'a str,
+    files: &'a [(String, String)],
     tokens: &'a [Minted],
     setup: &'a str,
 }
@@ -51,8 +51,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
     );
     let small_tokens = issuer.mint_all(args.tokens(), small.issuers, small.per_issuer);
     let many_tokens = issuer.mint_all(args.tokens(), many.issuers, many.per_issuer);
-    let small_yaml = policies::yaml(&issuer.base, small);
-    let many_yaml = policies::yaml(&issuer.base, many);
+    let small_files = policies::files(&issuer.base, small);
+    let many_files = policies::files(&issuer.base, many);
 
     let mut run = Run {
         args,
@@ -85,12 +85,12 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
     drop(ideal);
 
     let small_set = PolicySet {
-        yaml: &small_yaml,
+        files: &small_files,
         tokens: &small_tokens,
         setup: &small_setup,
     };
     let many_set = PolicySet {
-        yaml: &many_yaml,
+        files: &many_files,
         tokens: &many_tokens,
         setup: &many_setup,
     };
@@ -108,10 +108,15 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
         ),
         ("library, audit off", library(true), "ES256", &small_set),
     ];
-    for (variant, launch, alg, set) in brokers {
+    let chosen = |variant: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| variant.contains(o.as_str()))
+    };
+    for (variant, launch, alg, set) in brokers.into_iter().filter(|b| chosen(b.0)) {
         eprintln!("bench: {variant}…");
         let dir = variant.replace([' ', ','], "-");
-        let broker = child::start_broker(run.work.path(), &dir, &launch, alg, set.yaml).await?;
+        let broker = child::start_broker(run.work.path(), &dir, &launch, alg, set.files).await?;
         let (tokens, setup) = (set.tokens, set.setup);
         let setup = format!("{setup}, {alg}");
         let peak = run

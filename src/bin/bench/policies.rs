@@ -24,24 +24,26 @@ impl Shape {
     }
 }
 
-/// The whole policies folder as one YAML stream.
-pub fn yaml(base: &str, shape: Shape) -> String {
-    let mut out = String::new();
-    for i in 0..shape.issuers {
-        let _ = write!(
-            out,
-            "kind: Issuer\nname: gha-{i}\nurl: \"{url}\"\naudiences: [\"{aud}\"]\n\
-             algorithms: [RS256]\nsubject_prefix: \"gha:\"\nshared: true\n\
-             max_token_lifetime: 2h\n---\n",
-            url = issuer_url(base, i),
-            aud = audience(i),
-        );
-        for r in 0..shape.per_issuer {
-            out.push_str(&policy(i, r));
-            out.push_str("---\n");
-        }
-    }
-    out
+/// The policies folder: one file per issuer (the broker caps a file at 4 MiB).
+pub fn files(base: &str, shape: Shape) -> Vec<(String, String)> {
+    (0..shape.issuers)
+        .map(|i| {
+            let mut out = String::new();
+            let _ = write!(
+                out,
+                "kind: Issuer\nname: gha-{i}\nurl: \"{url}\"\naudiences: [\"{aud}\"]\n\
+                 algorithms: [RS256]\nsubject_prefix: \"gha:\"\nshared: true\n\
+                 max_token_lifetime: 2h\n",
+                url = issuer_url(base, i),
+                aud = audience(i),
+            );
+            for r in 0..shape.per_issuer {
+                out.push_str("---\n");
+                out.push_str(&policy(i, r));
+            }
+            (format!("gha-{i}.yaml"), out)
+        })
+        .collect()
 }
 
 /// Repository `r`'s policy: three styles in turn, so every matcher kind is exercised.

@@ -39,7 +39,26 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener, opens the database, applies policy files and loads keys.
-    pub async fn build(mut config: Config, options: Options) -> anyhow::Result<Self> {
+    pub async fn build(config: Config, options: Options) -> anyhow::Result<Self> {
+        Self::build_inner(config, options, None).await
+    }
+
+    /// Like [`Application::build`], over a storage the caller opened (`database_url` is not
+    /// read). For measurements that wrap the store, e.g. the benchmark's comparison with
+    /// audit records discarded; `serve` always uses [`Application::build`].
+    pub async fn build_with_store(
+        config: Config,
+        options: Options,
+        store: std::sync::Arc<dyn storage::Storage>,
+    ) -> anyhow::Result<Self> {
+        Self::build_inner(config, options, Some(store)).await
+    }
+
+    async fn build_inner(
+        mut config: Config,
+        options: Options,
+        store: Option<std::sync::Arc<dyn storage::Storage>>,
+    ) -> anyhow::Result<Self> {
         if options.dev {
             if !config.is_sqlite() {
                 bail!(
@@ -64,9 +83,12 @@ impl Application {
         let issuer_url = config.issuer_url();
 
         let kek = kek(&config, options)?;
-        let store = storage::connect(config.database_url.expose())
-            .await
-            .context("opening the database")?;
+        let store = match store {
+            Some(store) => store,
+            None => storage::connect(config.database_url.expose())
+                .await
+                .context("opening the database")?,
+        };
         // Listen before loading anything, so no change made meanwhile is missed.
         let changes = store
             .subscribe()

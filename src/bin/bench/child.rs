@@ -1,0 +1,218 @@
+//! The processes under test: `sts-broker serve`, the broker library with a wrapped store, and
+//! the ideal handler; each in its own working folder, killed when dropped.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::load;
+
+/// How long a process may take to answer its readiness probe.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A temporary folder, removed when dropped.
+pub struct Workdir(PathBuf);
+
+impl Workdir {
+    /// A fresh folder under the system temp dir.
+    pub fn new() -> anyhow::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .subsec_nanos();
+        let dir = std::env::temp_dir().join(format!("sts-bench-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Which broker to start.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    /// `sts-broker serve --config FILE`.
+    Serve(PathBuf),
+    /// This binary with `--inprocess-broker FILE`, audit records kept or discarded.
+    Library {
+        /// Discard audit records.
+        audit_off: bool,
+    },
+}
+
+/// CPU time and memory of a process at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// User + system CPU time so far.
+    pub cpu: Duration,
+    /// Resident KiB.
+    pub rss_kib: u64,
+    /// Peak resident KiB.
+    pub peak_kib: u64,
+}
+
+/// A started, ready process.
+pub struct Child {
+    process: std::process::Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// From spawn to the first successful readiness probe.
+    pub ready_after: Duration,
+    log: PathBuf,
+}
+
+impl Child {
+    /// Its CPU and memory now.
+    pub fn usage(&self) -> Usage {
+        let pid = self.process.id();
+        let (rss_kib, peak_kib) = crate::procfs::rss_kib(pid).unwrap_or_default();
+        Usage {
+            cpu: crate::procfs::cpu_time(pid).unwrap_or_default(),
+            rss_kib,
+            peak_kib,
+        }
+    }
+
+    /// The last lines of its log, to explain a failure.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Writes the broker's config and policies under `dir/name` and starts it.
+pub async fn start_broker(
+    dir: &Path,
+    name: &str,
+    launch: &Launch,
+    alg: &str,
+    policy_files: &[(String, String)],
+) -> anyhow::Result<Child> {
+    let home = dir.join(name);
+    let policies = home.join("policies");
+    std::fs::create_dir_all(&policies)?;
+    for (name, yaml) in policy_files {
+        std::fs::write(policies.join(name), yaml)?;
+    }
+    let port = free_port()?;
+    let config = home.join("sts-broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n\
+             database_url = \"sqlite://{db}\"\n\
+             policies_dir = \"{policies}\"\n\
+             signing_algorithm = \"{alg}\"\n\
+             key_encryption_key = \"{kek}\"\n\
+             allow_insecure_loopback_issuers = true\n\
+             rate_limit_per_client = \"0\"\n\
+             rate_limit_per_subject = \"0\"\n\
+             log_format = \"json\"\n",
+            db = home.join("broker.db").display(),
+            policies = policies.display(),
+            kek = random_kek(),
+        ),
+    )?;
+    let mut command = match launch {
+        Launch::Serve(bin) => {
+            let mut c = Command::new(bin);
+            c.arg("serve").arg("--config").arg(&config);
+            c
+        }
+        Launch::Library { audit_off } => {
+            let mut c = Command::new(std::env::current_exe()?);
+            c.arg("--inprocess-broker").arg(&config);
+            if *audit_off {
+                c.arg("--audit-off");
+            }
+            c
+        }
+    };
+    command.current_dir(&home);
+    spawn(command, &home.join("broker.log"), port, "/readyz").await
+}
+
+/// Starts the ideal handler (this binary with `--ideal-server PORT`).
+pub async fn start_ideal(dir: &Path) -> anyhow::Result<Child> {
+    let port = free_port()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("--ideal-server").arg(port.to_string());
+    spawn(command, &dir.join("ideal.log"), port, "/healthz").await
+}
+
+async fn spawn(mut command: Command, log: &Path, port: u16, probe: &str) -> anyhow::Result<Child> {
+    // The process reads only its config file: no stray STS_BROKER_* from this shell.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("STS_BROKER_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?);
+    let started = Instant::now();
+    let process = command
+        .spawn()
+        .with_context(|| format!("starting {:?}", command.get_program()))?;
+    let mut child = Child {
+        process,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        ready_after: Duration::ZERO,
+        log: log.to_path_buf(),
+    };
+    loop {
+        if load::get_status(child.addr, probe).await == Some(200) {
+            child.ready_after = started.elapsed();
+            return Ok(child);
+        }
+        if let Some(status) = child.process.try_wait()? {
+            bail!(
+                "{:?} exited ({status}):\n{}",
+                command.get_program(),
+                child.log_tail()
+            );
+        }
+        if started.elapsed() > READY_TIMEOUT {
+            bail!("not ready after {READY_TIMEOUT:?}:\n{}", child.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// 32 random bytes, base64: a key-encryption key for this run only.
+fn random_kek() -> String {
+    use base64::Engine;
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).expect("system randomness");
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}

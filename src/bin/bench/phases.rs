@@ -1,0 +1,428 @@
+//! The run: which processes start, in what order, and what is measured on each.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::Args;
+use crate::child::{self, Child, Launch, Workdir};
+use crate::issuer::{FakeIssuer, Minted};
+use crate::load::{self, Outcome, Requests};
+use crate::policies::{self, Shape};
+use crate::report::{Cold, Row, Table};
+
+/// A policies folder and the tokens its policies admit.
+struct PolicySet<'a> {
+    files: &'a [(String, String)],
+    tokens: &'a [Minted],
+    setup: &'a str,
+}
+
+/// What every phase needs.
+struct Run<'a> {
+    args: &'a Args,
+    work: Workdir,
+    issuer: FakeIssuer,
+    table: Table,
+}
+
+/// Runs every phase and returns the filled table (also printed on stdout).
+pub async fn run(args: &Args) -> anyhow::Result<Table> {
+    let broker_bin = broker_bin(args)?;
+    let issuer = FakeIssuer::start()?;
+    let small = Shape {
+        issuers: 1,
+        per_issuer: 10,
+    };
+    let many = match args.smoke {
+        true => Shape {
+            issuers: 10,
+            per_issuer: 20,
+        },
+        false => Shape {
+            issuers: 100,
+            per_issuer: 100,
+        },
+    };
+    eprintln!(
+        "bench: minting {} RS256 tokens per policy set…",
+        args.tokens()
+    );
+    let small_tokens = issuer.mint_all(args.tokens(), small.issuers, small.per_issuer);
+    let many_tokens = issuer.mint_all(args.tokens(), many.issuers, many.per_issuer);
+    let small_files = policies::files(&issuer.base, small);
+    let many_files = policies::files(&issuer.base, many);
+
+    let mut run = Run {
+        args,
+        work: Workdir::new()?,
+        issuer,
+        table: Table::default(),
+    };
+    run.header(args);
+    let serve = Launch::Serve(broker_bin);
+    let small_setup = format!("{} policies", small.total());
+    let many_setup = format!(
+        "{} policies over {} issuers",
+        thousands(many.total()),
+        many.issuers
+    );
+
+    eprintln!("bench: ideal handler…");
+    let ideal = child::start_ideal(run.work.path()).await?;
+    let peak = run
+        .measure(
+            "ideal",
+            "verify RS256, sign ES256".into(),
+            &ideal,
+            &small_tokens,
+            None,
+        )
+        .await?;
+    run.measure_paced("ideal @ 50% load", &ideal, &small_tokens, peak)
+        .await?;
+    drop(ideal);
+
+    let small_set = PolicySet {
+        files: &small_files,
+        tokens: &small_tokens,
+        setup: &small_setup,
+    };
+    let many_set = PolicySet {
+        files: &many_files,
+        tokens: &many_tokens,
+        setup: &many_setup,
+    };
+    let library = |audit_off| Launch::Library { audit_off };
+    let brokers = [
+        ("broker ES256", serve.clone(), "ES256", &small_set),
+        ("broker RS256", serve.clone(), "RS256", &small_set),
+        ("broker EdDSA", serve.clone(), "EdDSA", &small_set),
+        ("broker ES256, many policies", serve, "ES256", &many_set),
+        (
+            "library, audit group commit",
+            library(false),
+            "ES256",
+            &small_set,
+        ),
+        ("library, audit off", library(true), "ES256", &small_set),
+    ];
+    let chosen = |variant: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| variant.contains(o.as_str()))
+    };
+    for (variant, launch, alg, set) in brokers.into_iter().filter(|b| chosen(b.0)) {
+        eprintln!("bench: {variant}…");
+        let dir = variant.replace([' ', ','], "-");
+        let broker = child::start_broker(run.work.path(), &dir, &launch, alg, set.files).await?;
+        let (tokens, setup) = (set.tokens, set.setup);
+        let setup = format!("{setup}, {alg}");
+        let peak = run
+            .measure(
+                variant,
+                setup,
+                &broker,
+                tokens,
+                Some(ideal_rate(&run.table)),
+            )
+            .await?;
+        // Half-load latency is measured on the default configuration.
+        if variant == "broker ES256" {
+            run.measure_paced("broker ES256 @ 50% load", &broker, tokens, peak)
+                .await?;
+        }
+    }
+    run.targets();
+    print!("{}", run.table.render());
+    Ok(run.table)
+}
+
+impl Run<'_> {
+    fn header(&mut self, args: &Args) {
+        let (cores, model) = crate::procfs::machine();
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        self.table.header = vec![
+            format!(
+                "**Machine:** nproc {cores}, {model}; **date:** {now}; mode: {}",
+                if args.smoke { "smoke" } else { "full" }
+            ),
+            format!(
+                "**Load:** {} keep-alive connections closed-loop for {:.1} s per phase after {:.1} s \
+                 warm-up; paced rows send at 50% of that variant's measured peak; {} distinct \
+                 RS256 inbound tokens per policy set, reused round-robin.",
+                args.connections,
+                args.phase().as_secs_f64(),
+                args.warmup().as_secs_f64(),
+                args.tokens()
+            ),
+        ];
+    }
+
+    /// Cold path (for brokers), warm-up, then a closed-loop peak; pushes the row.
+    async fn measure(
+        &mut self,
+        variant: &'static str,
+        setup: String,
+        child: &Child,
+        tokens: &[Minted],
+        ideal: Option<f64>,
+    ) -> anyhow::Result<f64> {
+        let requests = load::requests(child.addr, tokens);
+        if ideal.is_some() {
+            self.cold(variant, child, &requests).await?;
+        }
+        let warm = load::closed_loop(
+            child.addr,
+            &requests,
+            self.args.connections,
+            self.args.warmup(),
+        )
+        .await;
+        let (outcome, row) = self
+            .observe(
+                child,
+                load::closed_loop(
+                    child.addr,
+                    &requests,
+                    self.args.connections,
+                    self.args.phase(),
+                ),
+            )
+            .await;
+        let rate = outcome.rate();
+        self.push(variant, setup, outcome, row, warm, ideal.map(|i| rate / i));
+        Ok(rate)
+    }
+
+    /// An open-loop phase at half of `peak`.
+    async fn measure_paced(
+        &mut self,
+        variant: &'static str,
+        child: &Child,
+        tokens: &[Minted],
+        peak: f64,
+    ) -> anyhow::Result<()> {
+        let requests = load::requests(child.addr, tokens);
+        let rate = (peak / 2.0).max(1.0);
+        let (outcome, row) = self
+            .observe(
+                child,
+                load::paced(
+                    child.addr,
+                    &requests,
+                    self.args.connections,
+                    rate,
+                    self.args.phase(),
+                ),
+            )
+            .await;
+        let setup = format!("paced at {rate:.0}/s");
+        self.push(variant, setup, outcome, row, Outcome::default(), None);
+        Ok(())
+    }
+
+    /// Runs `load` and measures the server's CPU and memory, and this process's CPU.
+    async fn observe(
+        &mut self,
+        child: &Child,
+        load: impl std::future::Future<Output = Outcome>,
+    ) -> (Outcome, (Duration, (u64, u64))) {
+        let me = std::process::id();
+        let (before, mine) = (child.usage(), crate::procfs::cpu_time(me));
+        let outcome = load.await;
+        let (after, mine_after) = (child.usage(), crate::procfs::cpu_time(me));
+        if let (Some(a), Some(b)) = (mine, mine_after)
+            && outcome.ok + outcome.errors > 0
+        {
+            let requests = (outcome.ok + outcome.errors) as f64;
+            self.table
+                .client_cpu_us
+                .push((b - a).as_secs_f64() * 1e6 / requests);
+        }
+        let cpu = after.cpu.saturating_sub(before.cpu);
+        (outcome, (cpu, (after.rss_kib, after.peak_kib)))
+    }
+
+    fn push(
+        &mut self,
+        variant: &'static str,
+        setup: String,
+        mut outcome: Outcome,
+        (cpu, rss_kib): (Duration, (u64, u64)),
+        warm: Outcome,
+        vs_ideal: Option<f64>,
+    ) {
+        let p50 = outcome.quantile(0.50);
+        let p99 = outcome.quantile(0.99);
+        self.table.rows.push(Row {
+            variant,
+            setup,
+            rate: outcome.rate(),
+            p50,
+            p99,
+            cpu_us: cpu.as_secs_f64() * 1e6 / outcome.ok.max(1) as f64,
+            rss_kib,
+            errors: outcome.errors + warm.errors,
+            first_error: outcome.first_error.or(warm.first_error),
+            vs_ideal,
+        });
+    }
+
+    /// The first two exchanges after start: cold keys, then cached keys.
+    async fn cold(
+        &mut self,
+        variant: &'static str,
+        child: &Child,
+        requests: &Requests,
+    ) -> anyhow::Result<()> {
+        let fetched = self.issuer.fetch_count();
+        let first = load::single(child.addr, &requests[0]).await.map_err(|e| {
+            anyhow::anyhow!(
+                "{variant}: first exchange failed: {e}\n{}",
+                child.log_tail()
+            )
+        })?;
+        let fetches = self.issuer.fetch_count() - fetched;
+        let second = load::single(child.addr, &requests[1 % requests.len()])
+            .await
+            .map_err(|e| anyhow::anyhow!("{variant}: second exchange failed: {e}"))?;
+        self.table.cold.push(Cold {
+            variant,
+            ready: child.ready_after,
+            first,
+            second,
+            fetches,
+        });
+        Ok(())
+    }
+
+    /// Compares rows with the issue's targets.
+    fn targets(&mut self) {
+        let t = &self.table;
+        let get = |v: &str| t.row(v).cloned();
+        let mut out = Vec::new();
+        if let (Some(ideal), Some(es)) = (get("ideal"), get("broker ES256")) {
+            let ratio = es.rate / ideal.rate;
+            out.push((
+                "broker ES256 throughput ≥ 85% of ideal".to_owned(),
+                format!("{:.0}%", ratio * 100.0),
+                Some(ratio >= 0.85),
+            ));
+            out.push((
+                "CPU per exchange, broker ES256 ÷ ideal".to_owned(),
+                format!(
+                    "{:.2}× ({:.0} vs {:.0} µs)",
+                    es.cpu_us / ideal.cpu_us,
+                    es.cpu_us,
+                    ideal.cpu_us
+                ),
+                None,
+            ));
+        }
+        if let (Some(few), Some(many)) = (get("broker ES256"), get("broker ES256, many policies")) {
+            let loss = 1.0 - many.rate / few.rate;
+            out.push((
+                "many policies: throughput loss < 10%".to_owned(),
+                format!("{:.1}% ({})", loss * 100.0, many.setup),
+                Some(loss < 0.10),
+            ));
+            let mb = many.rss_kib.0 as f64 / 1024.0;
+            out.push((
+                "many policies: RSS < 50 MB".to_owned(),
+                format!("{mb:.1} MB (peak {:.1})", many.rss_kib.1 as f64 / 1024.0),
+                Some(many.rss_kib.1 < 50 * 1024),
+            ));
+        }
+        if let Some(paced) = get("broker ES256 @ 50% load") {
+            out.push((
+                "p99 at 50% of peak ≤ 5 ms".to_owned(),
+                format!("{:.2} ms ({})", paced.p99.as_secs_f64() * 1e3, paced.setup),
+                Some(paced.p99 <= Duration::from_millis(5)),
+            ));
+        }
+        if let (Some(on), Some(off)) = (
+            get("library, audit group commit"),
+            get("library, audit off"),
+        ) {
+            out.push((
+                "audit group commit vs audit off (throughput, CPU)".to_owned(),
+                format!(
+                    "{:.0}% of the throughput, {:+.0} µs CPU per exchange",
+                    on.rate / off.rate * 100.0,
+                    on.cpu_us - off.cpu_us
+                ),
+                None,
+            ));
+        }
+        if let Some(cold) = t.cold.first() {
+            out.push((
+                "cold path: first exchange (discovery + JWKS + key parsing)".to_owned(),
+                format!(
+                    "{:.2} ms vs {:.2} ms warm ({} issuer requests)",
+                    cold.first.as_secs_f64() * 1e3,
+                    cold.second.as_secs_f64() * 1e3,
+                    cold.fetches
+                ),
+                None,
+            ));
+        }
+        self.table.targets = out;
+    }
+}
+
+fn ideal_rate(table: &Table) -> f64 {
+    table.row("ideal").map_or(f64::NAN, |r| r.rate)
+}
+
+/// `10000` as `10,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The `sts-broker` binary: `--broker-bin`, else the one beside this binary, which is built
+/// first when cargo runs the benchmark (so `cargo run --release --bin bench` is enough).
+fn broker_bin(args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(bin) = &args.broker_bin {
+        return Ok(bin.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("sts-broker");
+    if let (Some(cargo), Some(manifest)) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+    ) {
+        let release = exe
+            .parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|d| d == "release");
+        eprintln!("bench: building sts-broker…");
+        let mut build = std::process::Command::new(cargo);
+        build
+            .current_dir(manifest)
+            .args(["build", "--quiet", "--bin", "sts-broker"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().context("running cargo build")?;
+        if !status.success() {
+            bail!("cargo build --bin sts-broker failed");
+        }
+    }
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release --bins` or pass --broker-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

@@ -1,0 +1,52 @@
+//! The benchmark command in smoke mode: it runs every phase, exits 0 and prints the whole
+//! table. Never about speed: the numbers of a CI machine mean nothing.
+
+use std::process::Command;
+
+#[test]
+fn bench_smoke_prints_every_row() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--smoke", "--broker-bin", env!("CARGO_BIN_EXE_sts-broker")])
+        .output()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench failed ({})\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows = [
+        "| variant | setup | exchanges/s | p50 ms | p99 ms |",
+        "| ideal | verify RS256, sign ES256 |",
+        "| ideal @ 50% load | paced at ",
+        "| broker ES256 | 10 policies, ES256 |",
+        "| broker ES256 @ 50% load | paced at ",
+        "| broker RS256 | 10 policies, RS256 |",
+        "| broker EdDSA | 10 policies, EdDSA |",
+        "| broker ES256, many policies | ",
+        "| library, audit group commit | ",
+        "| library, audit off | ",
+        "| cold path | start → ready ms |",
+        "| broker ES256 | ",
+        "| broker ES256 throughput ≥ 85% of ideal | ",
+        "| CPU per exchange, broker ES256 ÷ ideal | ",
+        "| many policies: throughput loss < 10% | ",
+        "| many policies: RSS < 50 MB | ",
+        "| p99 at 50% of peak ≤ 5 ms | ",
+        "| audit group commit vs audit off (throughput, CPU) | ",
+        "| cold path: first exchange (discovery + JWKS + key parsing) | ",
+        "**Machine:** nproc ",
+        "no errors.",
+    ];
+    for row in rows {
+        assert!(stdout.contains(row), "no {row:?} in:\n{stdout}");
+    }
+    let cold_rows = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("| cold path |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .count();
+    assert_eq!(cold_rows, 6, "a cold-path row per broker:\n{stdout}");
+}

@@ -32,6 +32,9 @@ const STATEMENT_TIMEOUT: &str = "10s";
 /// Key of the transaction-scoped advisory lock that serialises document writes.
 const DOCUMENTS_LOCK: i64 = 0x5354_5344_4f43; // "STSDOC"
 
+/// Audit records per INSERT statement: 13 parameters each, far below PostgreSQL's 65,535.
+const AUDIT_ROWS_PER_INSERT: usize = 256;
+
 /// PostgreSQL storage.
 pub struct PostgresStore {
     pool: PgPool,
@@ -295,28 +298,29 @@ impl Storage for PostgresStore {
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError> {
+        // One multi-row INSERT per chunk: a round trip per statement, not per record.
         let mut tx = self.pool.begin().await?;
-        for e in events {
-            sqlx::query(
-                "INSERT INTO audit_events (request_id, time, kind, decision, reason, client_addr, policy,
-                 inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(&e.request_id)
-            .bind(e.time)
-            .bind(&e.kind)
-            .bind(e.decision.map(|d| d.as_str()))
-            .bind(&e.reason)
-            .bind(&e.client_addr)
-            .bind(&e.policy)
-            .bind(&e.inbound_iss)
-            .bind(&e.inbound_sub)
-            .bind(&e.inbound_jti)
-            .bind(&e.issued_jti)
-            .bind(e.issued_exp)
-            .bind(&e.detail)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO audit_events (request_id, time, kind, decision, reason, client_addr,
+                 policy, inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail) ",
+            );
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(&e.request_id)
+                    .push_bind(e.time)
+                    .push_bind(&e.kind)
+                    .push_bind(e.decision.map(|d| d.as_str()))
+                    .push_bind(&e.reason)
+                    .push_bind(&e.client_addr)
+                    .push_bind(&e.policy)
+                    .push_bind(&e.inbound_iss)
+                    .push_bind(&e.inbound_sub)
+                    .push_bind(&e.inbound_jti)
+                    .push_bind(&e.issued_jti)
+                    .push_bind(e.issued_exp)
+                    .push_bind(&e.detail);
+            });
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -21,7 +21,10 @@ const MAX_PATTERN_LEN: usize = 1024;
 pub enum Matcher {
     /// Exact, case-sensitive equality.
     Exact(String),
-    /// A glob or regex, compiled and anchored.
+    /// A glob, matched directly (no regex: globs are most of a large policy set's matchers,
+    /// and a compiled regex costs kilobytes).
+    Glob(Glob),
+    /// A regex, compiled and anchored.
     Pattern {
         /// The compiled, anchored form.
         regex: Regex,
@@ -41,10 +44,7 @@ impl Matcher {
                 Err("`one_of` needs at least one value".into())
             }
             MatcherDoc::OneOf(values) => Ok(Matcher::OneOf(values.clone())),
-            MatcherDoc::Glob(g) => Ok(Matcher::Pattern {
-                regex: build_anchored(&glob_to_regex(check_len(g)?))?,
-                source: doc.clone(),
-            }),
+            MatcherDoc::Glob(g) => Ok(Matcher::Glob(Glob::parse(check_len(g)?))),
             MatcherDoc::Regex(r) => Ok(Matcher::Pattern {
                 regex: build_anchored(check_standalone(check_len(r)?)?)?,
                 source: doc.clone(),
@@ -71,6 +71,7 @@ impl Matcher {
         match self {
             Matcher::Exact(expected) => *expected == text,
             Matcher::OneOf(values) => values.iter().any(|v| *v == text),
+            Matcher::Glob(glob) => glob.matches(&text),
             Matcher::Pattern { regex, .. } => regex.is_match(&text),
         }
     }
@@ -85,10 +86,7 @@ impl Matcher {
         match self {
             Matcher::Exact(v) => Cow::Borrowed(v),
             Matcher::OneOf(values) => Cow::Owned(common_prefix(values)),
-            Matcher::Pattern {
-                source: MatcherDoc::Glob(g),
-                ..
-            } => Cow::Borrowed(&g[..g.find('*').unwrap_or(g.len())]),
+            Matcher::Glob(glob) => Cow::Borrowed(glob.literal_prefix()),
             Matcher::Pattern {
                 source: MatcherDoc::Regex(r),
                 ..
@@ -102,10 +100,7 @@ impl Matcher {
         match self {
             Matcher::Exact(v) => format!("equals {v:?}"),
             Matcher::OneOf(values) => format!("one of {values:?}"),
-            Matcher::Pattern {
-                source: MatcherDoc::Glob(g),
-                ..
-            } => format!("glob {g:?}"),
+            Matcher::Glob(glob) => format!("glob {:?}", glob.source),
             Matcher::Pattern {
                 source: MatcherDoc::Regex(r),
                 ..
@@ -133,7 +128,6 @@ fn check_len(pattern: &str) -> Result<&str, String> {
     Ok(pattern)
 }
 
-/// Anchors the whole pattern, not just its first and last alternatives.
 /// The pattern must be a whole regex by itself: `main)|(dev` would otherwise close the
 /// anchoring group and compile as `^(?:main)|(dev)$`, anchored at one end per branch.
 fn check_standalone(pattern: &str) -> Result<&str, String> {
@@ -143,6 +137,7 @@ fn check_standalone(pattern: &str) -> Result<&str, String> {
         .map_err(|e| format!("regex does not compile: {e}"))
 }
 
+/// Anchors the whole pattern, not just its first and last alternatives.
 fn build_anchored(pattern: &str) -> Result<Regex, String> {
     RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(REGEX_SIZE_LIMIT)
@@ -151,23 +146,87 @@ fn build_anchored(pattern: &str) -> Result<Regex, String> {
         .map_err(|e| format!("regex does not compile: {e}"))
 }
 
-/// `*` matches within one segment (never `/` or `:`), `**` across segments; all else is
-/// literal.
-fn glob_to_regex(glob: &str) -> String {
-    let mut out = String::with_capacity(glob.len() * 2);
-    let mut rest = glob;
-    while let Some(i) = rest.find('*') {
-        out.push_str(&regex::escape(&rest[..i]));
-        if rest[i..].starts_with("**") {
-            out.push_str(".*");
-            rest = rest[i..].trim_start_matches('*');
-        } else {
-            out.push_str("[^/:]*");
-            rest = &rest[i + 1..];
+/// A glob: `*` matches within one segment (never `/` or `:`), `**` (two or more stars)
+/// across segments; everything else is literal, and the whole value must match.
+#[derive(Debug, Clone)]
+pub struct Glob {
+    source: String,
+    atoms: Vec<Atom>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Atom {
+    Char(char),
+    /// `*`: any run without `/` or `:`.
+    Segment,
+    /// `**`: any run.
+    Any,
+}
+
+impl Glob {
+    fn parse(glob: &str) -> Self {
+        let mut atoms = Vec::with_capacity(glob.len());
+        let mut chars = glob.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '*' {
+                atoms.push(Atom::Char(c));
+                continue;
+            }
+            let mut stars = 1;
+            while chars.next_if_eq(&'*').is_some() {
+                stars += 1;
+            }
+            atoms.push(if stars == 1 { Atom::Segment } else { Atom::Any });
+        }
+        Self {
+            source: glob.to_owned(),
+            atoms,
         }
     }
-    out.push_str(&regex::escape(rest));
-    out
+
+    /// Simulates the pattern as an NFA over the atoms: time O(value × pattern), no
+    /// backtracking, so no pattern can make matching slow.
+    fn matches(&self, value: &str) -> bool {
+        let n = self.atoms.len();
+        let mut current = vec![false; n + 1];
+        let mut next = vec![false; n + 1];
+        current[0] = true;
+        self.close(&mut current);
+        for c in value.chars() {
+            next.iter_mut().for_each(|s| *s = false);
+            for (i, atom) in self.atoms.iter().enumerate() {
+                if !current[i] {
+                    continue;
+                }
+                match *atom {
+                    Atom::Char(expected) if expected == c => next[i + 1] = true,
+                    Atom::Char(_) => {}
+                    Atom::Segment if c == '/' || c == ':' => {}
+                    Atom::Segment | Atom::Any => next[i] = true,
+                }
+            }
+            self.close(&mut next);
+            if !next.contains(&true) {
+                return false;
+            }
+            std::mem::swap(&mut current, &mut next);
+        }
+        current[n]
+    }
+
+    /// Stars may match nothing: a state on a star also stands past it.
+    fn close(&self, states: &mut [bool]) {
+        for (i, atom) in self.atoms.iter().enumerate() {
+            if states[i] && !matches!(atom, Atom::Char(_)) {
+                states[i + 1] = true;
+            }
+        }
+    }
+
+    /// The text before the first star.
+    fn literal_prefix(&self) -> &str {
+        &self.source[..self.source.find('*').unwrap_or(self.source.len())]
+    }
 }
 
 /// The literal text a regex must start with. Conservative: any alternation anywhere, or any

@@ -41,22 +41,14 @@ async fn wait_until_up(url: &str) {
     }
 }
 
-#[tokio::test]
-async fn ci_client_to_broker_to_internal_api() {
-    let api_bin = example("internal_api");
-    assert!(
-        api_bin.exists(),
-        "{} is built by cargo test",
-        api_bin.display()
-    );
-    let idp = FakeIdp::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
+/// `sts-broker serve` as a process on a free port, with the test policies; its URL.
+async fn start_broker(idp: &FakeIdp, dir: &std::path::Path) -> (Running, String) {
+    let policies = dir.join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(policies.join("p.yaml"), POLICIES.replace("{IDP}", &idp.url)).unwrap();
     let broker_port = free_port();
     let broker_url = format!("http://127.0.0.1:{broker_port}");
-    let config = dir.path().join("sts-broker.toml");
+    let config = dir.join("sts-broker.toml");
     std::fs::write(
         &config,
         format!(
@@ -65,12 +57,12 @@ async fn ci_client_to_broker_to_internal_api() {
              policies_dir = \"{}\"\n\
              key_encryption_key = \"{KEK}\"\n\
              allow_insecure_loopback_issuers = true\n",
-            dir.path().join("b.db").display(),
+            dir.join("b.db").display(),
             policies.display()
         ),
     )
     .unwrap();
-    let _broker = Running(
+    let broker = Running(
         Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&config)
@@ -81,6 +73,20 @@ async fn ci_client_to_broker_to_internal_api() {
             .unwrap(),
     );
     wait_until_up(&format!("{broker_url}/healthz")).await;
+    (broker, broker_url)
+}
+
+#[tokio::test]
+async fn ci_client_to_broker_to_internal_api() {
+    let api_bin = example("internal_api");
+    assert!(
+        api_bin.exists(),
+        "{} is built by cargo test",
+        api_bin.display()
+    );
+    let idp = FakeIdp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, broker_url) = start_broker(&idp, dir.path()).await;
 
     let api_port = free_port();
     let _api = Running(
@@ -156,4 +162,97 @@ async fn ci_client_to_broker_to_internal_api() {
         .await
         .unwrap();
     assert_eq!(upstream.status(), 401);
+}
+
+/// SIGTERM while exchanges are in flight: the broker stops accepting, answers what it took,
+/// exits cleanly, and every token it issued has its audit record.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_finishes_in_flight_exchanges_and_their_audit() {
+    let idp = std::sync::Arc::new(FakeIdp::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut broker, broker_url) = start_broker(&idp, dir.path()).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (idp, url, stop) = (idp.clone(), broker_url.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut issued = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let form = crate::helpers::form(&[
+                    ("grant_type", crate::helpers::GRANT),
+                    ("subject_token", &idp.token(&idp.claims())),
+                    ("subject_token_type", crate::helpers::ID_TOKEN),
+                ]);
+                let sent = client
+                    .post(format!("{url}/token"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 200 => {
+                        let body: serde_json::Value = r.json().await.unwrap();
+                        issued.push(body["access_token"].as_str().unwrap().to_owned());
+                    }
+                    // Refused connections once it stops accepting.
+                    _ => break,
+                }
+            }
+            issued
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = broker.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let status = broker.0.wait().unwrap();
+        (broker, status)
+    })
+    .await
+    .unwrap()
+    .1;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let mut issued = Vec::new();
+    for w in workers {
+        issued.extend(w.await.unwrap());
+    }
+    assert!(!issued.is_empty());
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("b.db").display()))
+            .await
+            .unwrap();
+    for token in &issued {
+        let jti = jti_of(token);
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE issued_jti = ?")
+            .bind(&jti)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "token {jti} has its audit record");
+    }
+    eprintln!(
+        "{} tokens issued before and during shutdown, all audited",
+        issued.len()
+    );
+}
+
+fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
 }

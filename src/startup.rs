@@ -59,19 +59,7 @@ impl Application {
         options: Options,
         store: Option<std::sync::Arc<dyn storage::Storage>>,
     ) -> anyhow::Result<Self> {
-        if options.dev {
-            if !config.is_sqlite() {
-                bail!(
-                    "--dev runs on the embedded SQLite database only; unset database_url or use sqlite://"
-                );
-            }
-            if !config.listen.ip().is_loopback() {
-                bail!(
-                    "--dev is refused unless listen is a loopback address (it serves a token minter)"
-                );
-            }
-            config.allow_insecure_loopback_issuers = true;
-        }
+        apply_dev_mode(&mut config, options)?;
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local = listener.local_addr()?;
@@ -162,27 +150,7 @@ impl Application {
         spawn_key_rotation(broker.clone().into_inner());
         crate::sync::spawn(broker.clone().into_inner(), changes);
 
-        let server = HttpServer::new(move || {
-            let mut app = App::new()
-                .app_data(broker.clone())
-                .app_data(web::PayloadConfig::new(crate::http::body::MAX_BODY_BYTES))
-                .wrap(middleware::from_fn(crate::http::request_id::assign))
-                .configure(crate::http::routes);
-            if let Some(dev) = &dev {
-                app = app.app_data(dev.clone()).configure(crate::dev::routes);
-            }
-            app.default_service(web::to(crate::http::not_found))
-        });
-        let server = match &tls {
-            Some(slot) => {
-                slot.spawn_watch();
-                server.listen_rustls_0_23(listener, slot.server_config()?)?
-            }
-            None => server.listen(listener)?,
-        };
-        // SIGTERM/SIGINT: stop accepting, let in-flight requests (and their audit records)
-        // finish for up to this long.
-        let server = server.shutdown_timeout(10).run();
+        let server = http_server(broker, dev, listener, tls.as_ref())?;
         tracing::info!(%local, issuer = %issuer_url, dev = options.dev, "sts-broker listening");
         Ok(Self {
             port: local.port(),
@@ -205,6 +173,54 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// `--dev`: only on SQLite and loopback (it serves a token minter), and loopback issuers
+/// are allowed (the development provider is one).
+fn apply_dev_mode(config: &mut Config, options: Options) -> anyhow::Result<()> {
+    if !options.dev {
+        return Ok(());
+    }
+    if !config.is_sqlite() {
+        bail!(
+            "--dev runs on the embedded SQLite database only; unset database_url or use sqlite://"
+        );
+    }
+    if !config.listen.ip().is_loopback() {
+        bail!("--dev is refused unless listen is a loopback address (it serves a token minter)");
+    }
+    config.allow_insecure_loopback_issuers = true;
+    Ok(())
+}
+
+/// The HTTP(S) server over the shared broker state.
+fn http_server(
+    broker: web::Data<Broker>,
+    dev: Option<web::Data<DevIdp>>,
+    listener: TcpListener,
+    tls: Option<&std::sync::Arc<CertificateSlot>>,
+) -> anyhow::Result<Server> {
+    let server = HttpServer::new(move || {
+        let mut app = App::new()
+            .app_data(broker.clone())
+            .app_data(web::PayloadConfig::new(crate::http::body::MAX_BODY_BYTES))
+            .wrap(middleware::from_fn(crate::http::request_id::assign))
+            .configure(crate::http::routes);
+        if let Some(dev) = &dev {
+            app = app.app_data(dev.clone()).configure(crate::dev::routes);
+        }
+        app.default_service(web::to(crate::http::not_found))
+    });
+    let server = match tls {
+        Some(slot) => {
+            slot.spawn_watch();
+            server.listen_rustls_0_23(listener, slot.server_config()?)?
+        }
+        None => server.listen(listener)?,
+    };
+    // SIGTERM/SIGINT: stop accepting, let in-flight requests (and their audit records)
+    // finish for up to this long.
+    Ok(server.shutdown_timeout(10).run())
 }
 
 /// The local audit spool, when configured.

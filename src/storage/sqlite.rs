@@ -57,8 +57,10 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: a commit survives a process crash; fsync happens at checkpoints.
-            .synchronous(SqliteSynchronous::Normal)
+            // WAL + FULL: a committed audit record survives a power loss, not only a process
+            // crash. Group commit shares the fsync; measured A/B (4 runs): no difference
+            // beyond noise.
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         if let Some(parent) = options.get_filename().parent()

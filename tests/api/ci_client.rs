@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 
-use crate::helpers::{AUDIENCE, TestApp, spawn_app};
+use crate::helpers::{AUDIENCE, TestApp, claims_of as claims, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sts-broker");
 
@@ -60,18 +60,6 @@ fn out(o: &Output) -> String {
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The claims of a JWT (unverified; the broker's signature is checked elsewhere).
-fn claims(token: &str) -> Value {
-    use base64::Engine;
-    let payload = token.trim().split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 fn assert_deploy_token(o: &Output, app: &TestApp) {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{FakeIdp, KEK, POLICIES};
+use crate::helpers::{FakeIdp, KEK, POLICIES, jti_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sts-broker");
 
@@ -243,16 +243,4 @@ async fn sigterm_finishes_in_flight_exchanges_and_their_audit() {
         "{} tokens issued before and during shutdown, all audited",
         issued.len()
     );
-}
-
-fn jti_of(token: &str) -> String {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    claims["jti"].as_str().unwrap().to_owned()
 }

@@ -497,3 +497,18 @@ pub async fn expect_error(response: reqwest::Response, status: u16, error: &str)
     assert_eq!(body["request_id"], header_id.as_str());
     body
 }
+
+/// The claims of a JWT, unverified (signatures are checked where a test is about them).
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.trim().split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// A JWT's `jti`.
+pub fn jti_of(token: &str) -> String {
+    claims_of(token)["jti"].as_str().expect("a jti").to_owned()
+}

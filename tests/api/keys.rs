@@ -591,16 +591,7 @@ async fn revoked_tokens_are_inactive_at_once() {
     let caller = broker_token(&app, "aa-introspector", &app.address, &["introspect"]).await;
     let first = deploy_token(&app).await;
     let second = deploy_token(&app).await;
-    let claims = |t: &str| -> Value {
-        use base64::Engine;
-        let payload = t.split('.').nth(1).unwrap();
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let claims = crate::helpers::claims_of;
     let jti = claims(&first)["jti"].as_str().unwrap().to_owned();
 
     let revoked = app

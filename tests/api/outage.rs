@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::Value;
 use sts_broker::config::HumanDuration;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_on, spawn_app_with};
+use crate::helpers::{TestApp, jti_of, spawn_app, spawn_app_on, spawn_app_with};
 use crate::testdb::TestDb;
 
 async fn pool(app: &TestApp) -> sqlx::SqlitePool {
@@ -186,18 +186,6 @@ async fn audited_jtis(app: &TestApp) -> std::collections::HashSet<String> {
             None => return jtis,
         }
     }
-}
-
-fn jti_of(token: &str) -> String {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    claims["jti"].as_str().unwrap().to_owned()
 }
 
 /// Exchanges run concurrently while the database goes away and comes back: every token that

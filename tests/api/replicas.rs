@@ -5,12 +5,13 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sts_broker::config::{Config, HumanDuration};
 
-use crate::helpers::{ADMIN_TOKEN, POLICIES, TestApp, expect_error, form, spawn_app_full};
+use crate::helpers::{
+    ADMIN_TOKEN, POLICIES, TestApp, claims_of as claims, expect_error, form, spawn_app_full,
+};
 use crate::testdb::TestDb;
 
 /// Both replicas' `iss`: relying parties see one broker.
@@ -112,14 +113,6 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!("{what}: after {:?}", started.elapsed());
-}
-
-fn claims(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 #[tokio::test]

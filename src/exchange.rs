@@ -133,12 +133,15 @@ pub fn decide(
     mut trace: Option<&mut Vec<PolicyTrace>>,
 ) -> Result<Decided, ExchangeError> {
     let issuer = &token.issuer.name;
-    let candidates: &[Arc<TrustPolicy>] = match &req.policy {
+    let candidates: Box<dyn Iterator<Item = &Arc<TrustPolicy>>> = match &req.policy {
         Some(name) => match set.policy(name) {
-            Some(p) if &p.issuer == issuer => std::slice::from_ref(p),
-            _ => &[],
+            Some(p) if &p.issuer == issuer => Box::new(std::iter::once(p)),
+            _ => Box::new(std::iter::empty()),
         },
-        None => set.policies_for(issuer),
+        // Explanations show every policy of the issuer; the exchange needs only those
+        // the index says could admit the token (the same first match either way).
+        None if trace.is_some() => Box::new(set.policies_for(issuer).iter()),
+        None => set.candidates(issuer, &token.claims),
     };
     let mut failure = None;
     for policy in candidates {

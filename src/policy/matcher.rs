@@ -5,6 +5,8 @@
 //! and lets `main-evil` through.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
@@ -26,18 +28,42 @@ pub enum Matcher {
     Glob(Glob),
     /// A regex, compiled and anchored.
     Pattern {
-        /// The compiled, anchored form.
-        regex: Regex,
+        /// The compiled, anchored form, shared by every policy with the same pattern: a
+        /// `Regex` clone would carry its own pool of match caches, one `Arc` shares one.
+        regex: Arc<Regex>,
         /// The pattern as written, for explanations.
-        source: MatcherDoc,
+        source: String,
     },
     /// Exactly one of these values.
     OneOf(Vec<String>),
 }
 
+/// Compiled regexes by pattern. Large policy sets repeat patterns (`deploy|release` in
+/// thousands of policies), and a compiled regex costs about 11 KB: one compilation per
+/// distinct pattern is enough.
+#[derive(Debug, Default)]
+pub struct RegexCache(HashMap<String, Arc<Regex>>);
+
+impl RegexCache {
+    /// The anchored regex for `pattern`, compiled on first use.
+    fn anchored(&mut self, pattern: &str) -> Result<Arc<Regex>, String> {
+        if let Some(regex) = self.0.get(pattern) {
+            return Ok(regex.clone());
+        }
+        let regex = Arc::new(build_anchored(check_standalone(check_len(pattern)?)?)?);
+        self.0.insert(pattern.to_owned(), regex.clone());
+        Ok(regex)
+    }
+}
+
 impl Matcher {
     /// Compiles a written matcher, or says why it cannot be.
     pub fn compile(doc: &MatcherDoc) -> Result<Self, String> {
+        Self::compile_with(doc, &mut RegexCache::default())
+    }
+
+    /// As [`Matcher::compile`], sharing regexes compiled before through `regexes`.
+    pub fn compile_with(doc: &MatcherDoc, regexes: &mut RegexCache) -> Result<Self, String> {
         match doc {
             MatcherDoc::Exact(v) => Ok(Matcher::Exact(v.clone())),
             MatcherDoc::OneOf(values) if values.is_empty() => {
@@ -46,8 +72,8 @@ impl Matcher {
             MatcherDoc::OneOf(values) => Ok(Matcher::OneOf(values.clone())),
             MatcherDoc::Glob(g) => Ok(Matcher::Glob(Glob::parse(check_len(g)?))),
             MatcherDoc::Regex(r) => Ok(Matcher::Pattern {
-                regex: build_anchored(check_standalone(check_len(r)?)?)?,
-                source: doc.clone(),
+                regex: regexes.anchored(r)?,
+                source: r.clone(),
             }),
         }
     }
@@ -87,11 +113,7 @@ impl Matcher {
             Matcher::Exact(v) => Cow::Borrowed(v),
             Matcher::OneOf(values) => Cow::Owned(common_prefix(values)),
             Matcher::Glob(glob) => Cow::Borrowed(glob.literal_prefix()),
-            Matcher::Pattern {
-                source: MatcherDoc::Regex(r),
-                ..
-            } => Cow::Owned(regex_literal_prefix(r)),
-            Matcher::Pattern { .. } => Cow::Borrowed(""),
+            Matcher::Pattern { source, .. } => Cow::Owned(regex_literal_prefix(source)),
         }
     }
 
@@ -101,11 +123,7 @@ impl Matcher {
             Matcher::Exact(v) => format!("equals {v:?}"),
             Matcher::OneOf(values) => format!("one of {values:?}"),
             Matcher::Glob(glob) => format!("glob {:?}", glob.source),
-            Matcher::Pattern {
-                source: MatcherDoc::Regex(r),
-                ..
-            } => format!("regex {r:?}"),
-            Matcher::Pattern { regex, .. } => format!("pattern {:?}", regex.as_str()),
+            Matcher::Pattern { source, .. } => format!("regex {source:?}"),
         }
     }
 }

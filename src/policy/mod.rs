@@ -1,6 +1,7 @@
 //! Trust policies: the documents admins write, their validation, and how a token is judged.
 
 pub mod document;
+pub mod index;
 pub mod issuer;
 pub mod lint;
 pub mod load;

@@ -1,12 +1,15 @@
 //! The whole set of issuers and trust policies, validated together and indexed for the
-//! exchange path: issuer by exact URL, policies by issuer in name order.
+//! exchange path: issuer by exact URL, policies by issuer in name order and by the claim
+//! most of them match exactly (see [`super::index`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::document::{IssuerDoc, Kind, TrustPolicyDoc};
+use super::index::IssuerPolicies;
 use super::issuer::Issuer;
+use super::matcher::RegexCache;
 use super::trust::TrustPolicy;
 
 /// Settings that bound what documents may say.
@@ -47,7 +50,7 @@ pub struct PolicySet {
     issuers_by_url: HashMap<String, Arc<Issuer>>,
     issuers_by_name: BTreeMap<String, Arc<Issuer>>,
     policies: BTreeMap<String, Arc<TrustPolicy>>,
-    by_issuer: HashMap<String, Vec<Arc<TrustPolicy>>>,
+    by_issuer: HashMap<String, IssuerPolicies>,
 }
 
 impl PolicySet {
@@ -60,6 +63,7 @@ impl PolicySet {
     ) -> Result<Self, Vec<DocError>> {
         let mut errors = Vec::new();
         let mut set = PolicySet::default();
+        let mut regexes = RegexCache::default();
         for doc in issuers {
             let fail = |field: Option<String>, reason: String| DocError {
                 kind: Kind::Issuer,
@@ -109,7 +113,7 @@ impl PolicySet {
                 errors.push(fail("issuer", format!("{why} {:?}", doc.issuer)));
                 continue;
             };
-            match TrustPolicy::compile(doc, issuer, limits.max_ttl) {
+            match TrustPolicy::compile(doc, issuer, limits.max_ttl, &mut regexes) {
                 Ok(policy) => {
                     set.policies.insert(policy.name.clone(), Arc::new(policy));
                 }
@@ -120,12 +124,17 @@ impl PolicySet {
             return Err(errors);
         }
         // BTreeMap iteration is in name order, so each issuer's list is too.
+        let mut by_issuer: HashMap<String, Vec<Arc<TrustPolicy>>> = HashMap::new();
         for policy in set.policies.values() {
-            set.by_issuer
+            by_issuer
                 .entry(policy.issuer.clone())
                 .or_default()
                 .push(policy.clone());
         }
+        set.by_issuer = by_issuer
+            .into_iter()
+            .map(|(issuer, policies)| (issuer, IssuerPolicies::build(policies)))
+            .collect();
         Ok(set)
     }
 
@@ -141,7 +150,22 @@ impl PolicySet {
 
     /// The policies judging an issuer's tokens, in name order.
     pub fn policies_for(&self, issuer_name: &str) -> &[Arc<TrustPolicy>] {
-        self.by_issuer.get(issuer_name).map_or(&[], Vec::as_slice)
+        self.by_issuer
+            .get(issuer_name)
+            .map_or(&[], IssuerPolicies::all)
+    }
+
+    /// Those of an issuer's policies that could admit a token with these claims, in name
+    /// order: the first of them that admits it is the first of all that would.
+    pub fn candidates<'a>(
+        &'a self,
+        issuer_name: &str,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<TrustPolicy>> + 'a> {
+        match self.by_issuer.get(issuer_name) {
+            Some(policies) => policies.candidates(claims),
+            None => Box::new(std::iter::empty()),
+        }
     }
 
     /// A policy by name.

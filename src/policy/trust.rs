@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::document::TrustPolicyDoc;
 use super::issuer::Issuer;
-use super::matcher::{Matcher, scalar_text};
+use super::matcher::{Matcher, RegexCache, scalar_text};
 use super::template::Template;
 
 /// Claims that identify an owner by an immutable id: matching one exactly pins the owner.
@@ -64,8 +64,6 @@ pub struct TrustPolicy {
     pub claims: Vec<(String, Matcher)>,
     /// The grant.
     pub grant: Grant,
-    /// The document it was built from.
-    pub doc: TrustPolicyDoc,
 }
 
 /// One check of one policy against one token, for explanations.
@@ -98,19 +96,22 @@ impl TrustPolicy {
         doc: &TrustPolicyDoc,
         issuer: &Issuer,
         max_ttl: Duration,
+        regexes: &mut RegexCache,
     ) -> Result<Self, FieldError> {
         let err = |field: &str, reason: String| Err((field.to_owned(), reason));
         if let Err(reason) = super::check_name(&doc.name) {
             return err("name", reason);
         }
         let subject = match &doc.subject {
-            Some(m) => Some(Matcher::compile(m).map_err(|r| ("subject".to_owned(), r))?),
+            Some(m) => {
+                Some(Matcher::compile_with(m, regexes).map_err(|r| ("subject".to_owned(), r))?)
+            }
             None => None,
         };
         let mut claims = Vec::with_capacity(doc.claims.len());
         for (name, m) in &doc.claims {
-            let matcher =
-                Matcher::compile(m).map_err(|r| ("claims".to_owned(), format!("{name}: {r}")))?;
+            let matcher = Matcher::compile_with(m, regexes)
+                .map_err(|r| ("claims".to_owned(), format!("{name}: {r}")))?;
             claims.push((name.clone(), matcher));
         }
         if subject.is_none() && claims.is_empty() {
@@ -128,7 +129,6 @@ impl TrustPolicy {
             subject,
             claims,
             grant,
-            doc: doc.clone(),
         };
         if issuer.shared && !policy.pins_owner() {
             return err(

@@ -750,3 +750,87 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The policy index
+// ---------------------------------------------------------------------------------------------
+
+/// A claim matcher over a small alphabet, so policies and tokens collide often.
+fn index_matcher_yaml() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[12]{1,2}".prop_map(|v| format!("\"{v}\"")),
+        prop::collection::vec("[12]{1,2}", 1..3).prop_map(|v| format!("{{one_of: {v:?}}}")),
+        "[12*]{1,2}".prop_map(|v| format!("{{glob: \"{v}\"}}")),
+        Just("{regex: \"1+\"}".to_owned()),
+    ]
+}
+
+/// Policies of one issuer, each with one to three matchers on `a`, `b` and `sub`.
+fn index_policies() -> impl Strategy<Value = String> {
+    let policy = prop::collection::vec(
+        (
+            prop::sample::select(vec!["a", "b", "sub"]),
+            index_matcher_yaml(),
+        ),
+        1..4,
+    );
+    prop::collection::vec(policy, 1..12).prop_map(|policies| {
+        let mut text = "kind: Issuer\nname: gh\nurl: https://issuer.example\naudiences: [sts]\n"
+            .to_owned();
+        for (i, matchers) in policies.iter().enumerate() {
+            text.push_str(&format!(
+                "---\nkind: TrustPolicy\nname: p{i:02}\nissuer: gh\ngrant: {{audience: x}}\nclaims:\n"
+            ));
+            let mut seen = Vec::new();
+            for (claim, matcher) in matchers {
+                if !seen.contains(claim) {
+                    seen.push(claim);
+                    text.push_str(&format!("  {claim}: {matcher}\n"));
+                }
+            }
+        }
+        text
+    })
+}
+
+/// Token claims over the same alphabet, sometimes numbers, arrays or absent.
+fn index_claims() -> impl Strategy<Value = Map<String, Value>> {
+    let value = prop_oneof![
+        "[12]{1,2}".prop_map(Value::String),
+        (1u64..23).prop_map(Value::from),
+        prop::collection::vec("[12]{1,2}".prop_map(Value::String), 0..3).prop_map(Value::Array),
+    ];
+    prop::collection::btree_map(prop::sample::select(vec!["a", "b", "sub"]), value, 0..4)
+        .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// The index only skips policies that cannot admit the token: the admitting policies, in
+    /// order, are the same whether every policy is tried or only the candidates.
+    #[test]
+    fn fuzz_index_skips_only_policies_that_cannot_admit(
+        text in index_policies(),
+        tokens in prop::collection::vec(index_claims(), 1..8),
+    ) {
+        let set = Bundle::parse_str(Path::new(FILE), &text)
+            .unwrap()
+            .compile_over(&[], &[], &LIMITS)
+            .map_err(|e| TestCaseError::fail(format!("{e:?}\n{text}")))?;
+        for claims in &tokens {
+            let every: Vec<&str> = set
+                .policies_for("gh")
+                .iter()
+                .filter(|p| p.admits(claims, None))
+                .map(|p| p.name.as_str())
+                .collect();
+            let indexed: Vec<&str> = set
+                .candidates("gh", claims)
+                .filter(|p| p.admits(claims, None))
+                .map(|p| p.name.as_str())
+                .collect();
+            prop_assert_eq!(every, indexed, "{:?}\n{}", claims, text);
+        }
+    }
+}

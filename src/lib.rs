@@ -26,3 +26,10 @@ pub mod storage;
 pub mod sync;
 pub mod telemetry;
 pub mod tls;
+
+/// mimalloc rather than the system allocator, for every binary linking the broker (the
+/// server, the benchmark's ideal handler, the tests): the exchange path makes many small,
+/// short-lived allocations, and glibc keeps the memory freed after loading a large policy
+/// set instead of returning it. Numbers in BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

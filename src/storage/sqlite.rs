@@ -4,8 +4,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Row, SqlitePool};
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite};
@@ -49,6 +50,11 @@ fn audit_insert(events: &[AuditEvent]) -> QueryBuilder<Sqlite> {
 /// SQLite storage.
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The audit writer's own connection. SQLite drops a connection's page cache whenever
+    /// another connection wrote since its last transaction; audit batches spread over the
+    /// pool made every batch re-read the index pages it was about to update (a third of the
+    /// SQLite thread's time went to `pread` and cache resets). One connection keeps them.
+    audit: tokio::sync::Mutex<SqliteConnection>,
 }
 
 impl SqliteStore {
@@ -72,10 +78,11 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let audit = tokio::sync::Mutex::new(options.connect().await?);
+        Ok(Self { pool, audit })
     }
 }
 
@@ -406,13 +413,14 @@ impl Storage for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
+        let mut conn = self.audit.lock().await;
         if events.len() <= AUDIT_ROWS_PER_INSERT {
             // A single statement is its own transaction: no BEGIN/COMMIT round trips.
             let mut insert = audit_insert(events);
-            insert.build().persistent(false).execute(&self.pool).await?;
+            insert.build().persistent(false).execute(&mut *conn).await?;
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
         for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
             let mut insert = audit_insert(chunk);
             insert.build().persistent(false).execute(&mut *tx).await?;

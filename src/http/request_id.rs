@@ -16,12 +16,19 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// A UUIDv7: a millisecond timestamp, then 74 random bits. Ids that grow with time are
+/// appended at the end of the audit log's request-id index instead of landing on a random
+/// page of it, so a group commit writes one index page rather than one per record.
+fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
 /// Middleware: assigns the id and sets the header on the way out.
 pub async fn assign(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = new_id();
     req.extensions_mut().insert(RequestId(id.clone()));
     let mut res = next.call(req).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -39,7 +46,7 @@ impl FromRequest for RequestId {
             .extensions()
             .get::<RequestId>()
             .cloned()
-            .unwrap_or_else(|| RequestId(uuid::Uuid::new_v4().simple().to_string()));
+            .unwrap_or_else(|| RequestId(new_id()));
         ready(Ok(id))
     }
 }

@@ -332,7 +332,7 @@ async fn load_policies(
         changes.push(DocumentChange {
             kind: Kind::Issuer,
             name: doc.name.clone(),
-            body: Some(serde_json::to_value(doc)?),
+            body: Some(serde_json::to_string(doc)?),
             expected_version: None,
         });
     }
@@ -340,7 +340,7 @@ async fn load_policies(
         changes.push(DocumentChange {
             kind: Kind::TrustPolicy,
             name: doc.name.clone(),
-            body: Some(serde_json::to_value(doc)?),
+            body: Some(serde_json::to_string(doc)?),
             expected_version: None,
         });
     }

@@ -175,7 +175,7 @@ impl Broker {
         let change = DocumentChange {
             kind,
             name: name.to_owned(),
-            body: Some(after.clone()),
+            body: Some(after.to_string()),
             expected_version: if_match,
         };
         self.commit(&[change], set, who, request_id, "put", json!({"kind": kind.as_str(), "name": name, "before": before.as_ref().map(|b| &b.body), "after": after})).await?;
@@ -285,7 +285,7 @@ impl Broker {
             changes.push(DocumentChange {
                 kind: p.kind(),
                 name: p.name().to_owned(),
-                body: Some(body),
+                body: Some(body.to_string()),
                 expected_version: None,
             });
         }

@@ -437,7 +437,13 @@ async fn apply_one(
         });
     }
     // JSONB keeps no key order or spacing, so compare values, not texts.
-    if current.as_ref().map(|(_, b)| b) == change.body.as_ref() {
+    let new: Option<Value> = change
+        .body
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    if current.as_ref().map(|(_, b)| b) == new.as_ref() {
         return Ok(false);
     }
     let last_version: Option<i64> = sqlx::query_scalar(
@@ -450,7 +456,7 @@ async fn apply_one(
     let version = last_version.unwrap_or(0) + 1;
     sqlx::query(
         "INSERT INTO document_versions (kind, name, version, body, changed_at, changed_by)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         VALUES ($1, $2, $3, $4::jsonb, $5, $6)",
     )
     .bind(kind)
     .bind(&change.name)
@@ -464,7 +470,7 @@ async fn apply_one(
         Some(body) => {
             sqlx::query(
                 "INSERT INTO documents (kind, name, version, body, updated_at, updated_by)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                 VALUES ($1, $2, $3, $4::jsonb, $5, $6)
                  ON CONFLICT (kind, name) DO UPDATE SET version = excluded.version, body = excluded.body,
                  updated_at = excluded.updated_at, updated_by = excluded.updated_by",
             )

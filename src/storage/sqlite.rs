@@ -146,7 +146,7 @@ impl Storage for SqliteStore {
                     name: change.name.clone(),
                 });
             }
-            let body = change.body.as_ref().map(ToString::to_string);
+            let body = &change.body;
             if current.as_ref().map(|(_, b)| b) == body.as_ref() {
                 continue;
             }
@@ -162,12 +162,12 @@ impl Storage for SqliteStore {
                 .bind(kind)
                 .bind(&change.name)
                 .bind(version)
-                .bind(&body)
+                .bind(body)
                 .bind(now)
                 .bind(actor)
                 .execute(&mut *tx)
                 .await?;
-            match &body {
+            match body {
                 Some(body) => {
                     sqlx::query(
                         "INSERT INTO documents (kind, name, version, body, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)

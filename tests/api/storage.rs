@@ -39,7 +39,7 @@ fn put(name: &str, body: Option<serde_json::Value>, expected: Option<i64>) -> Do
     DocumentChange {
         kind: Kind::Issuer,
         name: name.into(),
-        body,
+        body: body.map(|b| b.to_string()),
         expected_version: expected,
     }
 }

@@ -18,12 +18,12 @@ use super::{
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord, Decision};
 use crate::policy::Kind;
 
-/// Audit records per INSERT statement: 13 parameters each stays far below SQLite's limit of
-/// 32,766 host parameters per statement.
-const AUDIT_ROWS_PER_INSERT: usize = 256;
+/// Audit records per INSERT statement (13 parameters each; SQLite allows 32,766). Each size
+/// is prepared once on the audit connection and kept, so this also bounds how many
+/// statements that connection caches.
+const AUDIT_ROWS_PER_INSERT: usize = 64;
 
-/// One INSERT of every record of `events`. Not persistent: batch sizes vary, and one
-/// prepared statement per size would crowd the statement cache.
+/// One INSERT of every record of `events`.
 fn audit_insert(events: &[AuditEvent]) -> QueryBuilder<Sqlite> {
     let mut insert = QueryBuilder::<Sqlite>::new(
         "INSERT INTO audit_events (request_id, time, kind, decision, reason, client_addr, policy,
@@ -81,7 +81,12 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let audit = tokio::sync::Mutex::new(options.connect().await?);
+        let audit = options
+            .clone()
+            .statement_cache_capacity(AUDIT_ROWS_PER_INSERT + 8)
+            .connect()
+            .await?;
+        let audit = tokio::sync::Mutex::new(audit);
         Ok(Self { pool, audit })
     }
 }
@@ -417,13 +422,13 @@ impl Storage for SqliteStore {
         if events.len() <= AUDIT_ROWS_PER_INSERT {
             // A single statement is its own transaction: no BEGIN/COMMIT round trips.
             let mut insert = audit_insert(events);
-            insert.build().persistent(false).execute(&mut *conn).await?;
+            insert.build().execute(&mut *conn).await?;
             return Ok(());
         }
         let mut tx = conn.begin().await?;
         for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
             let mut insert = audit_insert(chunk);
-            insert.build().persistent(false).execute(&mut *tx).await?;
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -3,7 +3,7 @@
 //! A workload presents an OIDC token from an issuer it already has; the broker validates it
 //! ([`inbound`]), finds a trust policy that admits its claims ([`policy`]), and mints a
 //! short-lived token of its own ([`mint`]), recording the decision ([`audit`]).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one audited exception: `memory::release_freed_memory`
 #![warn(missing_docs)]
 
 pub mod admin;
@@ -16,6 +16,7 @@ pub mod exchange;
 pub mod http;
 pub mod inbound;
 pub mod jose;
+pub mod memory;
 pub mod metrics;
 pub mod mint;
 pub mod policy;
@@ -26,10 +27,3 @@ pub mod storage;
 pub mod sync;
 pub mod telemetry;
 pub mod tls;
-
-/// mimalloc rather than the system allocator, for every binary linking the broker (the
-/// server, the benchmark's ideal handler, the tests): the exchange path makes many small,
-/// short-lived allocations, and glibc keeps the memory freed after loading a large policy
-/// set instead of returning it. Numbers in BENCHMARKS.md.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

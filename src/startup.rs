@@ -150,6 +150,8 @@ impl Application {
         spawn_key_rotation(broker.clone().into_inner());
         crate::sync::spawn(broker.clone().into_inner(), changes);
 
+        // Loading and storing the policies freed far more than the compiled set keeps.
+        crate::memory::release_freed_memory();
         let server = http_server(broker, dev, listener, tls.as_ref())?;
         tracing::info!(%local, issuer = %issuer_url, dev = options.dev, "sts-broker listening");
         Ok(Self {

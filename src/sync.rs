@@ -83,6 +83,7 @@ impl Broker {
         let docs = self.store.documents().await?;
         let set = self.compile_with_overlay(&docs)?;
         self.policies.store(Arc::new(set));
+        crate::memory::release_freed_memory();
         Ok(())
     }
 }

@@ -350,6 +350,7 @@ impl Broker {
         let now = crate::jose::unix_now();
         self.store.apply_documents(changes, &who.name, now).await?;
         self.policies.store(std::sync::Arc::new(set));
+        crate::memory::release_freed_memory();
         super::record_change(&*self.store, who, request_id, action, detail, now).await
     }
 }

@@ -52,8 +52,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The audit writer's own connection. SQLite drops a connection's page cache whenever
     /// another connection wrote since its last transaction; audit batches spread over the
-    /// pool made every batch re-read the index pages it was about to update (a third of the
-    /// SQLite thread's time went to `pread` and cache resets). One connection keeps them.
+    /// pool made every batch re-read the index pages it was about to update. One connection
+    /// keeps them: bytes read per exchange under the benchmark's load 23.5 KB -> 6.9 KB.
     audit: tokio::sync::Mutex<SqliteConnection>,
 }
 

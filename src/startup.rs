@@ -128,7 +128,8 @@ impl Application {
             key_manager,
             revocations,
             jwks_max_age: config.jwks_max_age.0,
-            audit: AuditWriter::spawn(store.clone(), metrics.clone(), spool_policy(&config)?),
+            audit: AuditWriter::spawn(store.clone(), metrics.clone(), spool_policy(&config)?)
+                .context("starting the audit committer thread")?,
             metrics,
             store,
             lifetimes: Lifetimes {

@@ -10,7 +10,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use super::AuditEvent;
-use crate::storage::Storage;
+use crate::storage::StorageError;
 
 /// Records copied to the database per transaction when replaying.
 const REPLAY_CHUNK: usize = 500;
@@ -56,7 +56,10 @@ impl Spool {
     /// Copies every spooled record into the database, then removes the file. On failure the
     /// file stays (records may be copied twice; the audit table tolerates repeats of a
     /// request id, and none is lost).
-    pub async fn replay(&mut self, store: &dyn Storage) -> Result<usize, String> {
+    pub fn replay(
+        &mut self,
+        mut append: impl FnMut(&[AuditEvent]) -> Result<(), StorageError>,
+    ) -> Result<usize, String> {
         let file = std::fs::File::open(&self.path).map_err(|e| e.to_string())?;
         let mut chunk = Vec::with_capacity(REPLAY_CHUNK);
         let mut copied = 0;
@@ -72,19 +75,13 @@ impl Spool {
             };
             chunk.push(event);
             if chunk.len() == REPLAY_CHUNK {
-                store
-                    .append_audit(&chunk)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                append(&chunk).map_err(|e| e.to_string())?;
                 copied += chunk.len();
                 chunk.clear();
             }
         }
         if !chunk.is_empty() {
-            store
-                .append_audit(&chunk)
-                .await
-                .map_err(|e| e.to_string())?;
+            append(&chunk).map_err(|e| e.to_string())?;
             copied += chunk.len();
         }
         std::fs::remove_file(&self.path).map_err(|e| e.to_string())?;

@@ -2,6 +2,7 @@
 
 mod postgres;
 mod sqlite;
+mod sqlite_audit;
 
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ pub enum StorageError {
     /// The database said no.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite audit connection said no.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Migrations failed.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -228,6 +232,16 @@ pub trait Storage: Send + Sync {
     ) -> Result<(), StorageError>;
     /// Appends audit records in one transaction.
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError>;
+    /// [`Storage::append_audit`] for the audit committer, which runs on a thread of its own
+    /// and blocks it until the batch is durable. By default it runs `append_audit` on
+    /// `runtime`; a store with a synchronous connection writes on the calling thread.
+    fn append_audit_blocking(
+        &self,
+        events: &[AuditEvent],
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(), StorageError> {
+        runtime.block_on(self.append_audit(events))
+    }
     /// Records that `jti` of `issuer` was exchanged, to be remembered until `expires`;
     /// `false` when it already was (a replay). Atomic across replicas sharing the database.
     async fn consume_jti(

@@ -1,51 +1,23 @@
 //! The embedded default: SQLite through sqlx.
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, Row, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::sqlite_audit::AuditConnection;
 use super::{
     DocumentChange, DocumentVersion, Storage, StorageError, StoredDocument, StoredDocuments,
     StoredKey, StoredRevocation,
 };
 use crate::audit::{AuditEvent, AuditFilter, AuditRecord, Decision};
 use crate::policy::Kind;
-
-/// Audit records per INSERT statement (13 parameters each; SQLite allows 32,766). Each size
-/// is prepared once on the audit connection and kept, so this also bounds how many
-/// statements that connection caches.
-const AUDIT_ROWS_PER_INSERT: usize = 64;
-
-/// One INSERT of every record of `events`.
-fn audit_insert(events: &[AuditEvent]) -> QueryBuilder<Sqlite> {
-    let mut insert = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO audit_events (request_id, time, kind, decision, reason, client_addr, policy,
-         inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail) ",
-    );
-    insert.push_values(events, |mut row, e| {
-        row.push_bind(&e.request_id)
-            .push_bind(e.time)
-            .push_bind(&e.kind)
-            .push_bind(e.decision.map(|d| d.as_str()))
-            .push_bind(&e.reason)
-            .push_bind(&e.client_addr)
-            .push_bind(&e.policy)
-            .push_bind(&e.inbound_iss)
-            .push_bind(&e.inbound_sub)
-            .push_bind(&e.inbound_jti)
-            .push_bind(&e.issued_jti)
-            .push_bind(e.issued_exp)
-            .push_bind(e.detail.to_string());
-    });
-    insert
-}
 
 /// SQLite storage.
 pub struct SqliteStore {
@@ -54,7 +26,7 @@ pub struct SqliteStore {
     /// another connection wrote since its last transaction; audit batches spread over the
     /// pool made every batch re-read the index pages it was about to update. One connection
     /// keeps them: bytes read per exchange under the benchmark's load 23.5 KB -> 6.9 KB.
-    audit: tokio::sync::Mutex<SqliteConnection>,
+    audit: Arc<Mutex<AuditConnection>>,
 }
 
 impl SqliteStore {
@@ -81,13 +53,11 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let audit = options
-            .clone()
-            .statement_cache_capacity(AUDIT_ROWS_PER_INSERT + 8)
-            .connect()
-            .await?;
-        let audit = tokio::sync::Mutex::new(audit);
-        Ok(Self { pool, audit })
+        let audit = AuditConnection::open(options.get_filename())?;
+        Ok(Self {
+            pool,
+            audit: Arc::new(Mutex::new(audit)),
+        })
     }
 }
 
@@ -412,26 +382,19 @@ impl Storage for SqliteStore {
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError> {
-        // One multi-row INSERT per chunk rather than one per record: each statement is a
-        // round trip to sqlx's SQLite thread, and under load those hops, not SQLite, were
-        // most of a group commit's time. Either way all records commit, or none do.
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.audit.lock().await;
-        if events.len() <= AUDIT_ROWS_PER_INSERT {
-            // A single statement is its own transaction: no BEGIN/COMMIT round trips.
-            let mut insert = audit_insert(events);
-            insert.build().execute(&mut *conn).await?;
-            return Ok(());
-        }
-        let mut tx = conn.begin().await?;
-        for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
-            let mut insert = audit_insert(chunk);
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let audit = self.audit.clone();
+        let events = events.to_vec();
+        tokio::task::spawn_blocking(move || append(&audit, &events))
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("audit append stopped: {e}")))?
+    }
+
+    fn append_audit_blocking(
+        &self,
+        events: &[AuditEvent],
+        _runtime: &tokio::runtime::Handle,
+    ) -> Result<(), StorageError> {
+        append(&self.audit, events)
     }
 
     async fn consume_jti(
@@ -542,6 +505,13 @@ async fn insert_key<'e>(
     Ok(())
 }
 
+/// Appends on the audit connection, on the calling thread.
+fn append(audit: &Mutex<AuditConnection>, events: &[AuditEvent]) -> Result<(), StorageError> {
+    // A panic while appending rolled its transaction back; the connection is still usable.
+    let mut conn = audit.lock().unwrap_or_else(PoisonError::into_inner);
+    Ok(conn.append(events)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,8 +539,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("a.db").display());
         let store = SqliteStore::connect(&url).await.unwrap();
-        // One record, one full statement, and more than one statement (a transaction).
-        let sizes = [1, AUDIT_ROWS_PER_INSERT, 2 * AUDIT_ROWS_PER_INSERT + 3];
+        let sizes = [1, 64, 131];
         let mut next = 0;
         for size in sizes {
             let batch: Vec<AuditEvent> = (next..next + size).map(event).collect();

@@ -495,3 +495,39 @@ async fn sqlite_has_no_change_feed() {
         Err(StorageError::Unsupported)
     ));
 }
+
+/// Records of concurrent exchanges share commits (the point of group commit), every one is
+/// stored, and each caller returns only once its own record is durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_audit_records_are_group_committed() {
+    on_every_backend("concurrent_audit_records…", |store, _| async move {
+        let metrics = Arc::new(sts_broker::metrics::Metrics::new());
+        let writer =
+            sts_broker::audit::AuditWriter::spawn(store.clone(), metrics.clone(), None).unwrap();
+        let records = (0..64).map(|i| {
+            let writer = writer.clone();
+            let store = store.clone();
+            async move {
+                let id = format!("g{i}");
+                writer
+                    .record(event(&id, 1_000 + i, Decision::Allow, "p"))
+                    .await
+                    .unwrap();
+                assert_eq!(store.audit_by_request(&id).await.unwrap().len(), 1);
+            }
+        });
+        futures_util::future::join_all(records).await;
+        let text = metrics.render();
+        let value = |name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert_eq!(value("sts_audit_batch_size_sum"), 64.0);
+        let commits = value("sts_audit_batch_size_count");
+        assert!(
+            commits < 64.0,
+            "{commits} commits for 64 concurrent records"
+        );
+    })
+    .await;
+}

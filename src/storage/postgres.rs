@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres, QueryBuilder, Row};
 
 use super::{
     Change, ChangeFeed, DocumentChange, DocumentVersion, Storage, StorageError, StoredDocument,
@@ -44,15 +44,20 @@ impl PostgresStore {
     /// Connects to `url` (the database must exist) and migrates. The migrator holds an
     /// advisory lock while it runs, so replicas starting at once migrate one after another.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
-        let options = PgConnectOptions::from_str(url)?
-            .application_name("sts-broker")
-            .options([("statement_timeout", STATEMENT_TIMEOUT)]);
+        let options = PgConnectOptions::from_str(url)?.application_name("sts-broker");
+        // Migrations run on a connection of their own, without the statement timeout: an
+        // index built on a large audit table, or waiting for another replica's migration
+        // (the advisory lock), may rightly take longer than any request should.
+        let mut migrating = options.connect().await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut migrating)
+            .await?;
+        migrating.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.options([("statement_timeout", STATEMENT_TIMEOUT)]))
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
     }
 }

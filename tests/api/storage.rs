@@ -440,6 +440,43 @@ async fn postgres_replicas_migrate_a_fresh_database_at_once() {
     }
 }
 
+/// The pool's 10 s statement timeout must not cut a migration short: a replica starting
+/// while another migrates (or while an index is built on a large audit table) waits.
+#[tokio::test]
+async fn postgres_migrations_may_outlast_the_statement_timeout() {
+    use sqlx::{Connection, Executor};
+    let Some(db) = TestDb::postgres("postgres_migrations_may_outlast…").await else {
+        return;
+    };
+    storage::connect(&db.url)
+        .await
+        .expect("first start migrates");
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    holder
+        .execute("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let hold = std::time::Duration::from_millis(10_500);
+    let started = std::time::Instant::now();
+    let (start, ()) = tokio::join!(
+        async {
+            let result = storage::connect(&db.url).await.map(|_| ());
+            (result, started.elapsed())
+        },
+        async {
+            tokio::time::sleep(hold).await;
+            holder.execute("COMMIT").await.unwrap();
+        }
+    );
+    let (result, took) = start;
+    result.expect("starts once the lock is released");
+    assert!(
+        took >= hold,
+        "the start waited for the migration lock ({took:?})"
+    );
+}
+
 #[tokio::test]
 async fn postgres_changes_reach_other_brokers() {
     let Some(db) = TestDb::postgres("postgres_changes_reach_other_brokers").await else {

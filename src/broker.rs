@@ -49,6 +49,8 @@ pub struct Broker {
     pub lifetimes: Lifetimes,
     /// Per-client and per-subject rate limits.
     pub rate_limits: RateLimits,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::http::client_addr::TrustedProxies,
     /// Bounds on what documents may say (for admin edits).
     pub limits: Limits,
     /// Documents in force that are not stored (the `--dev` issuer and policy).

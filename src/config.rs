@@ -170,6 +170,9 @@ pub struct Config {
     /// Per (issuer, subject), e.g. `600/m`; `0` turns it off.
     #[serde(deserialize_with = "scalar_string")]
     pub rate_limit_per_subject: String,
+    /// Reverse proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` names the
+    /// client; empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// `text` or `json`.
     pub log_format: LogFormat,
     /// Accept `http://127.0.0.1…` / `http://localhost…` issuer URLs (tests, dev).
@@ -206,6 +209,7 @@ impl Default for Config {
             jwks_max_age: HumanDuration(Duration::from_secs(300)),
             rate_limit_per_client: "0".into(),
             rate_limit_per_subject: "0".into(),
+            trusted_proxies: Vec::new(),
             log_format: LogFormat::Text,
             allow_insecure_loopback_issuers: false,
             clock_leeway: HumanDuration(Duration::from_secs(60)),
@@ -300,6 +304,8 @@ impl Config {
             &self.rate_limit_per_subject,
         )
         .map_err(ConfigError::Invalid)?;
+        crate::http::client_addr::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(ConfigError::Invalid)?;
         if self.jwks_max_age.0.is_zero() || self.jwks_max_age.0 > Duration::from_secs(86400) {
             return bad("jwks_max_age must be between 1s and 24h".into());
         }
@@ -370,6 +376,27 @@ mod tests {
         let config: Config = figment.extract().unwrap();
         assert_eq!(config.rate_limit_per_client, "0");
         assert_eq!(config.admin_token.unwrap().expose(), "1234567890123456789");
+    }
+
+    #[test]
+    fn trusted_proxies_are_checked_blocks() {
+        let load = |toml: &str| {
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(toml))
+                .extract::<Config>()
+                .unwrap()
+        };
+        let config = load("trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::1\"]");
+        assert_eq!(config.trusted_proxies, ["10.0.0.0/8", "2001:db8::1"]);
+        assert!(config.validate().is_ok());
+        let err = load("trusted_proxies = [\"10.0.0.0/40\"]")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("trusted_proxies") && err.contains("10.0.0.0/40"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::audit::{AuditWriter, Spool, SpoolPolicy};
 use crate::broker::{Broker, Lifetimes};
 use crate::config::Config;
 use crate::dev::DevIdp;
+use crate::http::client_addr::TrustedProxies;
 use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
 use crate::metrics::Metrics;
 use crate::mint::sealing::Kek;
@@ -141,6 +142,8 @@ impl Application {
                 &config.rate_limit_per_subject,
             )
             .map_err(anyhow::Error::msg)?,
+            trusted_proxies: TrustedProxies::parse(&config.trusted_proxies)
+                .map_err(anyhow::Error::msg)?,
             limits,
             overlay: dev_documents(dev.as_ref().map(|d| d.get_ref())),
             admin_token: config.admin_token.clone(),

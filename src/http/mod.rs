@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod client_addr;
 mod health;
 mod introspect;
 mod metadata;

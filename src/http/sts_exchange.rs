@@ -41,7 +41,7 @@ async fn handle(
     broker: &Broker,
     id: &RequestId,
 ) -> Result<String, OAuthError> {
-    let client = req.peer_addr().map(|a| a.ip().to_string());
+    let client = broker.trusted_proxies.client_of(req);
     broker
         .check_client_rate(client.as_deref())
         .map_err(|wait| OAuthError::rate_limited(wait, "too many requests; retry later"))?;

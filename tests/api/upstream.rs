@@ -478,3 +478,80 @@ async fn a_shared_issuer_policy_without_an_owner_pin_is_refused() {
         "{text}"
     );
 }
+
+/// Behind a trusted proxy the client is the address it forwards: the per-client limit and
+/// the audit record key on it. From anyone else `X-Forwarded-For` changes nothing.
+#[tokio::test]
+async fn forwarded_clients_are_believed_only_from_trusted_proxies() {
+    async fn exchange_as(app: &crate::helpers::TestApp, forwarded: &str) -> (u16, String) {
+        let token = app.idp.token(&app.idp.claims());
+        let body = crate::helpers::form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", &token),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:id_token",
+            ),
+        ]);
+        let response = app
+            .client
+            .post(format!("{}/token", app.address))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-forwarded-for", forwarded)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (response.status().as_u16(), id)
+    }
+    async fn client_addr(app: &crate::helpers::TestApp, id: &str) -> Option<String> {
+        let store = sts_broker::storage::connect(app.config.database_url.expose())
+            .await
+            .unwrap();
+        store.audit_by_request(id).await.unwrap()[0]
+            .event
+            .client_addr
+            .clone()
+    }
+
+    let app = spawn_app_with(|c| {
+        c.rate_limit_per_client = "2/m".into();
+        c.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let (status, id) = exchange_as(&app, "198.51.100.7, 127.0.0.2").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        client_addr(&app, &id).await.as_deref(),
+        Some("198.51.100.7")
+    );
+    assert_eq!(exchange_as(&app, "198.51.100.7").await.0, 200);
+    assert_eq!(
+        exchange_as(&app, "198.51.100.7").await.0,
+        429,
+        "limited per client"
+    );
+    assert_eq!(
+        exchange_as(&app, "198.51.100.8").await.0,
+        200,
+        "another client"
+    );
+
+    let app = spawn_app_with(|c| c.rate_limit_per_client = "2/m".into()).await;
+    let (status, id) = exchange_as(&app, "198.51.100.7").await;
+    assert_eq!(status, 200);
+    assert_eq!(client_addr(&app, &id).await.as_deref(), Some("127.0.0.1"));
+    assert_eq!(exchange_as(&app, "198.51.100.8").await.0, 200);
+    assert_eq!(
+        exchange_as(&app, "198.51.100.9").await.0,
+        429,
+        "a spoofed header does not escape the limit"
+    );
+}

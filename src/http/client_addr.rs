@@ -1,0 +1,213 @@
+//! The client's address behind reverse proxies (`trusted_proxies`).
+//!
+//! The per-client rate limit and the audit record key on the client's IP. Behind a proxy the
+//! TCP peer is the proxy, so the client is read from `X-Forwarded-For`, but only when the
+//! peer is a proxy the operator trusts: anyone else could write any address there. Entries
+//! are read from the right (each proxy appends the address it received from), skipping
+//! trusted proxies; the first address that is not one is the client. Nothing is trusted by
+//! default.
+
+use std::net::IpAddr;
+
+use actix_web::HttpRequest;
+use actix_web::http::header::HeaderName;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Hops of `X-Forwarded-For` looked at; a longer chain is cut at the client end.
+const MAX_HOPS: usize = 16;
+
+/// An address block: an IP address and how many leading bits of it match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Block {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Block {
+    /// `10.0.0.0/8`, `2001:db8::/32`, or one address (`192.0.2.1`: all bits).
+    fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("trusted_proxies: {text:?} is not an IP address or CIDR block");
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((addr, bits)) => (addr, Some(bits.parse::<u8>().map_err(|_| bad())?)),
+            None => (text.trim(), None),
+        };
+        let given: IpAddr = addr.parse().map_err(|_| bad())?;
+        let width = if given.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(width);
+        if prefix > width {
+            return Err(bad());
+        }
+        // Peers are compared in canonical form, so an IPv4-mapped block is an IPv4 block.
+        let addr = given.to_canonical();
+        let prefix = match (given.is_ipv6(), addr.is_ipv4()) {
+            (true, true) => prefix.checked_sub(96).ok_or_else(bad)?,
+            _ => prefix,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |ip: IpAddr| -> u128 {
+            match ip {
+                IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+                IpAddr::V6(v6) => u128::from(v6),
+            }
+        };
+        if self.addr.is_ipv4() != ip.is_ipv4() {
+            return false;
+        }
+        let mask = match self.prefix {
+            0 => 0,
+            p => u128::MAX << (128 - u32::from(p)),
+        };
+        bits(self.addr) & mask == bits(ip) & mask
+    }
+}
+
+/// The proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<Block>);
+
+impl TrustedProxies {
+    /// Parses the configured blocks.
+    pub fn parse(blocks: &[String]) -> Result<Self, String> {
+        blocks
+            .iter()
+            .map(|b| Block::parse(b))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|b| b.contains(ip))
+    }
+
+    /// The client of a request that arrived from `peer` with these `X-Forwarded-For`
+    /// values (in header order).
+    pub fn client<'a>(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded_for: impl Iterator<Item = &'a str>,
+    ) -> Option<IpAddr> {
+        let mut client = peer.map(|p| p.to_canonical())?;
+        if !self.trusts(client) {
+            return Some(client);
+        }
+        let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
+        for hop in hops.iter().rev().take(MAX_HOPS) {
+            // A hop that is not an address stops the walk at the last one that was: no
+            // address is made up from text a client could have written.
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                break;
+            };
+            client = ip.to_canonical();
+            if !self.trusts(client) {
+                break;
+            }
+        }
+        Some(client)
+    }
+
+    /// The client address of `req`, as text for rate limits and audit records.
+    pub fn client_of(&self, req: &HttpRequest) -> Option<String> {
+        let forwarded = req
+            .headers()
+            .get_all(X_FORWARDED_FOR)
+            .filter_map(|v| v.to_str().ok());
+        self.client(req.peer_addr().map(|a| a.ip()), forwarded)
+            .map(|ip| ip.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxies(blocks: &[&str]) -> TrustedProxies {
+        TrustedProxies::parse(&blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn client(p: &TrustedProxies, peer: &str, xff: &[&str]) -> String {
+        p.client(Some(ip(peer)), xff.iter().copied())
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn blocks_parse_and_match() {
+        let p = proxies(&[
+            "10.0.0.0/8",
+            "192.0.2.1",
+            "2001:db8::/32",
+            "::ffff:198.51.100.0/120",
+        ]);
+        assert!(p.trusts(ip("10.255.0.1")));
+        assert!(!p.trusts(ip("11.0.0.1")));
+        assert!(p.trusts(ip("192.0.2.1")));
+        assert!(!p.trusts(ip("192.0.2.2")));
+        assert!(p.trusts(ip("2001:db8:1::5")));
+        assert!(!p.trusts(ip("2001:db9::5")));
+        assert!(p.trusts(ip("::ffff:10.1.2.3").to_canonical()));
+        assert!(proxies(&["0.0.0.0/0"]).trusts(ip("203.0.113.9")));
+        assert!(!proxies(&["0.0.0.0/0"]).trusts(ip("2001:db8::1")));
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "host.example",
+            "10.0.0.0/x",
+        ] {
+            assert!(TrustedProxies::parse(&[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_peers() {
+        let p = proxies(&["10.0.0.0/8"]);
+        // An untrusted peer cannot choose its address.
+        assert_eq!(client(&p, "203.0.113.5", &["198.51.100.1"]), "203.0.113.5");
+        assert_eq!(
+            client(&TrustedProxies::default(), "10.0.0.1", &["198.51.100.1"]),
+            "10.0.0.1"
+        );
+        // Behind one trusted proxy.
+        assert_eq!(client(&p, "10.0.0.1", &["198.51.100.1"]), "198.51.100.1");
+        // The client's own prefix is ignored: the rightmost untrusted hop wins.
+        assert_eq!(
+            client(&p, "10.0.0.1", &["1.2.3.4, 198.51.100.1, 10.0.0.2"]),
+            "198.51.100.1"
+        );
+        // Several headers are one list, in order.
+        assert_eq!(
+            client(&p, "10.0.0.1", &["1.2.3.4", "198.51.100.1"]),
+            "198.51.100.1"
+        );
+        // Only trusted hops: the leftmost.
+        assert_eq!(client(&p, "10.0.0.1", &["10.0.0.9, 10.0.0.3"]), "10.0.0.9");
+        // No header: the proxy itself.
+        assert_eq!(client(&p, "10.0.0.1", &[]), "10.0.0.1");
+        // Garbage stops the walk at the last address read.
+        assert_eq!(client(&p, "10.0.0.1", &["198.51.100.1, bogus"]), "10.0.0.1");
+        assert_eq!(client(&p, "10.0.0.1", &["bogus, 10.0.0.7"]), "10.0.0.7");
+        assert_eq!(client(&p, "10.0.0.1", &["[::1]:80"]), "10.0.0.1");
+        // IPv4-mapped peers count as IPv4.
+        assert_eq!(
+            client(&p, "::ffff:10.0.0.1", &["198.51.100.1"]),
+            "198.51.100.1"
+        );
+    }
+
+    #[test]
+    fn long_chains_are_cut() {
+        let p = proxies(&["10.0.0.0/8"]);
+        let chain = vec!["10.0.0.5"; 100].join(", ");
+        let hops = format!("198.51.100.1, {chain}");
+        assert_eq!(client(&p, "10.0.0.1", &[hops.as_str()]), "10.0.0.5");
+    }
+}

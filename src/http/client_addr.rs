@@ -84,21 +84,29 @@ impl TrustedProxies {
     }
 
     /// The client of a request that arrived from `peer` with these `X-Forwarded-For`
-    /// values (in header order).
+    /// values (in header order, as raw bytes).
     pub fn client<'a>(
         &self,
         peer: Option<IpAddr>,
-        forwarded_for: impl Iterator<Item = &'a str>,
+        forwarded_for: impl Iterator<Item = &'a [u8]>,
     ) -> Option<IpAddr> {
         let mut client = peer.map(|p| p.to_canonical())?;
         if !self.trusts(client) {
             return Some(client);
         }
-        let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
+        // Hops are split as bytes: a proxy appends its hop to whatever the client sent in
+        // the same value, so one byte the client wrote that is not text must not hide the
+        // hops after it.
+        let hops: Vec<&[u8]> = forwarded_for
+            .flat_map(|v| v.split(|&b| b == b','))
+            .collect();
         for hop in hops.iter().rev().take(MAX_HOPS) {
             // A hop that is not an address stops the walk at the last one that was: no
             // address is made up from text a client could have written.
-            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            let Some(ip) = std::str::from_utf8(hop)
+                .ok()
+                .and_then(|h| h.trim().parse::<IpAddr>().ok())
+            else {
                 break;
             };
             client = ip.to_canonical();
@@ -111,10 +119,7 @@ impl TrustedProxies {
 
     /// The client address of `req`, as text for rate limits and audit records.
     pub fn client_of(&self, req: &HttpRequest) -> Option<String> {
-        let forwarded = req
-            .headers()
-            .get_all(X_FORWARDED_FOR)
-            .filter_map(|v| v.to_str().ok());
+        let forwarded = req.headers().get_all(X_FORWARDED_FOR).map(|v| v.as_bytes());
         self.client(req.peer_addr().map(|a| a.ip()), forwarded)
             .map(|ip| ip.to_string())
     }
@@ -133,7 +138,7 @@ mod tests {
     }
 
     fn client(p: &TrustedProxies, peer: &str, xff: &[&str]) -> String {
-        p.client(Some(ip(peer)), xff.iter().copied())
+        p.client(Some(ip(peer)), xff.iter().map(|v| v.as_bytes()))
             .unwrap()
             .to_string()
     }
@@ -196,6 +201,18 @@ mod tests {
         assert_eq!(client(&p, "10.0.0.1", &["198.51.100.1, bogus"]), "10.0.0.1");
         assert_eq!(client(&p, "10.0.0.1", &["bogus, 10.0.0.7"]), "10.0.0.7");
         assert_eq!(client(&p, "10.0.0.1", &["[::1]:80"]), "10.0.0.1");
+        // Bytes that are not text, before the proxy's own hop in the same value, hide
+        // nothing; in a hop read from the right they stop the walk like other garbage.
+        let mixed = p.client(
+            Some(ip("10.0.0.1")),
+            [&b"\xff, 198.51.100.1"[..]].into_iter(),
+        );
+        assert_eq!(mixed.unwrap().to_string(), "198.51.100.1");
+        let last = p.client(
+            Some(ip("10.0.0.1")),
+            [&b"198.51.100.1, \xff"[..]].into_iter(),
+        );
+        assert_eq!(last.unwrap().to_string(), "10.0.0.1");
         // IPv4-mapped peers count as IPv4.
         assert_eq!(
             client(&p, "::ffff:10.0.0.1", &["198.51.100.1"]),

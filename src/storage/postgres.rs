@@ -48,7 +48,9 @@ impl PostgresStore {
         // Migrations run on a connection of their own, without the statement timeout: an
         // index built on a large audit table, or waiting for another replica's migration
         // (the advisory lock), may rightly take longer than any request should.
-        let mut migrating = options.connect().await?;
+        let mut migrating = tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
         sqlx::migrate!("./migrations/postgres")
             .run(&mut migrating)
             .await?;

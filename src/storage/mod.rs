@@ -38,6 +38,9 @@ pub enum StorageError {
         /// Which document.
         name: String,
     },
+    /// An in-memory SQLite database was asked for; the audit log must outlive the process.
+    #[error("database_url: an in-memory SQLite database cannot keep the audit log; name a file")]
+    InMemory,
     /// The URL names no supported database.
     #[error("unsupported database_url (expected sqlite://…, postgres://… or postgresql://…)")]
     Unsupported,

@@ -32,6 +32,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens `url`, creating the file (and its folder) on first start, and migrates.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        // The audit connection opens the file by name, and an audit log must be durable:
+        // an in-memory database is refused rather than split into two unrelated ones.
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StorageError::InMemory);
+        }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -531,6 +536,14 @@ mod tests {
             issued_jti: Some(format!("jti-{i}")),
             issued_exp: Some(2_000),
             detail: serde_json::json!({"audience": "a", "n": i}),
+        }
+    }
+
+    #[tokio::test]
+    async fn in_memory_databases_are_refused() {
+        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory"] {
+            let err = SqliteStore::connect(url).await.err().expect(url);
+            assert!(matches!(err, StorageError::InMemory), "{url}: {err}");
         }
     }
 

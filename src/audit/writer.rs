@@ -10,6 +10,7 @@
 //! that thread (no hop to a driver thread and back); with PostgreSQL it drives the async
 //! pool from there.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -176,7 +177,10 @@ impl Committer {
             }
             let (events, waiting): (Vec<AuditEvent>, Vec<_>) =
                 batch.drain(..).map(|p| (p.event, p.done)).unzip();
-            let result = self.commit(&events);
+            // A bug while committing must fail this batch closed, not stop the thread and
+            // with it every later exchange.
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.commit(&events)))
+                .unwrap_or_else(|_| Err("the audit committer failed unexpectedly".to_owned()));
             for done in waiting {
                 // A requester that went away no longer needs the answer.
                 let _ = done.send(result.clone());

@@ -202,6 +202,18 @@ fn judge(
     })
 }
 
+/// The policy a denial is recorded under, so that audit queries by policy show it: the
+/// first that admitted the token but could not grant the audience or scopes asked, or else
+/// the one the client named if it was evaluated (so never a name that is not a policy of
+/// the token's issuer). `None` when no policy admitted the token and none was named.
+fn denying_policy(trace: &[PolicyTrace], named: Option<&str>) -> Option<String> {
+    trace
+        .iter()
+        .find(|t| t.outcome != "not_admitted")
+        .or_else(|| trace.iter().find(|t| Some(t.policy.as_str()) == named))
+        .map(|t| t.policy.clone())
+}
+
 impl Broker {
     /// Runs one exchange and records it in the audit log before returning. A token whose
     /// audit record cannot be written is never returned.
@@ -299,6 +311,7 @@ impl Broker {
                 // The slow path, only on denial: record why, per policy, for admins.
                 let mut trace = Vec::new();
                 let _ = decide(set, &token, req, Some(&mut trace));
+                event.policy = denying_policy(&trace, req.policy.as_deref());
                 event.detail["trace"] = serde_json::to_value(&trace).unwrap_or_default();
                 return Err(e);
             }

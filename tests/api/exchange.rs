@@ -347,6 +347,55 @@ pub async fn every_denial_is_audited_with_the_request_id_on(app: TestApp) {
         app.audit(&id).await,
         vec![(Some("deny".into()), "not_admitted".into(), None)]
     );
+    // Admitted, but the audience is not granted: recorded under the policy that admitted
+    // it (the first in name order), so audit queries by policy show the denial.
+    let token = app.idp.token(&app.idp.claims());
+    let response = app
+        .exchange(&token, Some("https://nope.internal"), None)
+        .await;
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    expect_error(response, 400, "invalid_target").await;
+    assert_eq!(
+        app.audit(&id).await,
+        vec![(
+            Some("deny".into()),
+            "audience_not_granted".into(),
+            Some("api-deploy".into())
+        )]
+    );
+    // Not admitted by the policy the client named: recorded under that name; a name that
+    // is no policy of the issuer is not recorded.
+    let outsider = app.idp.token(
+        &app.idp
+            .claims_with(json!({"sub": "repo:other/x:ref:refs/heads/main"})),
+    );
+    for (named, recorded) in [("branches-read", Some("branches-read")), ("no-such", None)] {
+        let response = app
+            .post_token(&[
+                ("grant_type", GRANT),
+                ("subject_token", &outsider),
+                ("subject_token_type", ID_TOKEN),
+                ("policy", named),
+            ])
+            .await;
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        expect_error(response, 400, "invalid_request").await;
+        assert_eq!(
+            app.audit(&id).await,
+            vec![(
+                Some("deny".into()),
+                "not_admitted".into(),
+                recorded.map(str::to_owned)
+            )],
+            "{named}"
+        );
+    }
     let garbage = app.exchange("not-a-token", None, None).await;
     let id = garbage.headers()["x-request-id"]
         .to_str()

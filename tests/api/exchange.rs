@@ -330,22 +330,38 @@ async fn every_denial_is_audited_with_the_request_id() {
 }
 
 /// The test body, on any broker (`postgres.rs` runs it on PostgreSQL).
-pub async fn every_denial_is_audited_with_the_request_id_on(app: TestApp) {
-    let token = app.idp.token(
-        &app.idp
-            .claims_with(json!({"sub": "repo:other/x:ref:refs/heads/main"})),
-    );
-    let response = app
-        .exchange(&token, Some("https://deploy.internal"), None)
-        .await;
+/// Expects a 400 with `error`; returns the audit rows of its request id.
+async fn audited_denial(
+    app: &TestApp,
+    response: reqwest::Response,
+    error: &str,
+) -> Vec<(Option<String>, String, Option<String>)> {
     let id = response.headers()["x-request-id"]
         .to_str()
         .unwrap()
         .to_owned();
-    expect_error(response, 400, "invalid_request").await;
+    expect_error(response, 400, error).await;
+    app.audit(&id).await
+}
+
+pub async fn every_denial_is_audited_with_the_request_id_on(app: TestApp) {
+    let deny = |reason: &str, policy: Option<&str>| {
+        vec![(
+            Some("deny".to_owned()),
+            reason.to_owned(),
+            policy.map(str::to_owned),
+        )]
+    };
+    let outsider = app.idp.token(
+        &app.idp
+            .claims_with(json!({"sub": "repo:other/x:ref:refs/heads/main"})),
+    );
+    let response = app
+        .exchange(&outsider, Some("https://deploy.internal"), None)
+        .await;
     assert_eq!(
-        app.audit(&id).await,
-        vec![(Some("deny".into()), "not_admitted".into(), None)]
+        audited_denial(&app, response, "invalid_request").await,
+        deny("not_admitted", None)
     );
     // Admitted, but the audience is not granted: recorded under the policy that admitted
     // it (the first in name order), so audit queries by policy show the denial.
@@ -353,25 +369,12 @@ pub async fn every_denial_is_audited_with_the_request_id_on(app: TestApp) {
     let response = app
         .exchange(&token, Some("https://nope.internal"), None)
         .await;
-    let id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    expect_error(response, 400, "invalid_target").await;
     assert_eq!(
-        app.audit(&id).await,
-        vec![(
-            Some("deny".into()),
-            "audience_not_granted".into(),
-            Some("api-deploy".into())
-        )]
+        audited_denial(&app, response, "invalid_target").await,
+        deny("audience_not_granted", Some("api-deploy"))
     );
     // Not admitted by the policy the client named: recorded under that name; a name that
     // is no policy of the issuer is not recorded.
-    let outsider = app.idp.token(
-        &app.idp
-            .claims_with(json!({"sub": "repo:other/x:ref:refs/heads/main"})),
-    );
     for (named, recorded) in [("branches-read", Some("branches-read")), ("no-such", None)] {
         let response = app
             .post_token(&[
@@ -381,29 +384,16 @@ pub async fn every_denial_is_audited_with_the_request_id_on(app: TestApp) {
                 ("policy", named),
             ])
             .await;
-        let id = response.headers()["x-request-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        expect_error(response, 400, "invalid_request").await;
         assert_eq!(
-            app.audit(&id).await,
-            vec![(
-                Some("deny".into()),
-                "not_admitted".into(),
-                recorded.map(str::to_owned)
-            )],
+            audited_denial(&app, response, "invalid_request").await,
+            deny("not_admitted", recorded),
             "{named}"
         );
     }
     let garbage = app.exchange("not-a-token", None, None).await;
-    let id = garbage.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
     assert_eq!(
-        app.audit(&id).await,
-        vec![(Some("deny".into()), "token_malformed".into(), None)]
+        audited_denial(&app, garbage, "invalid_request").await,
+        deny("token_malformed", None)
     );
 }
 

@@ -1,4 +1,5 @@
-//! Signing keys through the API: list them, rotate on demand.
+//! Signing keys through the API: list them, rotate on demand, replace them all after a
+//! compromise.
 
 use serde_json::json;
 
@@ -33,6 +34,31 @@ impl Broker {
         let detail = json!({"retired": retired, "active": ring.active.kid});
         self.install_keys(ring);
         super::record_change(&*self.store, who, request_id, "rotate_keys", detail, now).await?;
+        self.list_keys().await
+    }
+}
+
+impl Broker {
+    /// Emergency replacement of every key ([`KeyManager::replace`]); audited with the kids
+    /// it removed.
+    ///
+    /// [`KeyManager::replace`]: crate::mint::KeyManager::replace
+    pub async fn replace_keys(
+        &self,
+        who: &Principal,
+        request_id: &str,
+    ) -> Result<Vec<KeyInfo>, AdminError> {
+        let _one_at_a_time = self.key_refreshes.lock().await;
+        let now = crate::jose::unix_now();
+        let removed: Vec<String> = self.list_keys().await?.into_iter().map(|k| k.kid).collect();
+        let ring = self
+            .key_manager
+            .replace(&*self.store, now)
+            .await
+            .map_err(key_error)?;
+        let detail = json!({"removed": removed, "active": ring.active.kid});
+        self.install_keys(ring);
+        super::record_change(&*self.store, who, request_id, "replace_keys", detail, now).await?;
         self.list_keys().await
     }
 }

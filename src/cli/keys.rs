@@ -1,4 +1,4 @@
-//! `keys list|rotate`: the broker's signing keys, through the admin API.
+//! `keys list|rotate|replace`: the broker's signing keys, through the admin API.
 
 use std::process::ExitCode;
 
@@ -23,6 +23,19 @@ pub async fn rotate(args: &BrokerArgs) -> ExitCode {
     match client::post(args, "keys/rotate", &json!({})).await {
         Ok((200, answer)) => {
             println!("rotated");
+            print_keys(&answer);
+            ExitCode::SUCCESS
+        }
+        Ok((status, answer)) => failed(status, &answer),
+        Err(code) => code,
+    }
+}
+
+/// Replaces every key (after a compromise).
+pub async fn replace(args: &BrokerArgs) -> ExitCode {
+    match client::post(args, "keys/replace", &json!({})).await {
+        Ok((200, answer)) => {
+            println!("replaced every signing key; tokens issued before no longer verify");
             print_keys(&answer);
             ExitCode::SUCCESS
         }

@@ -196,6 +196,15 @@ enum KeysCommand {
         #[command(flatten)]
         broker: BrokerArgs,
     },
+    /// After a key compromise: forget every key and sign with a new one at once. Tokens
+    /// issued so far stop verifying; new ones verify once relying parties refetch the JWKS.
+    Replace {
+        /// Required: says the keys are compromised and that outage is accepted.
+        #[arg(long, required = true)]
+        compromised: bool,
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,6 +262,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys { command } => match command {
             KeysCommand::List { broker } => keys::list(&broker).await,
             KeysCommand::Rotate { broker } => keys::rotate(&broker).await,
+            KeysCommand::Replace { broker, .. } => keys::replace(&broker).await,
         },
         Command::Token {
             command: TokenCommand::Decode { token },

@@ -71,6 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/audit/{request_id}", web::get().to(audit_one))
             .route("/keys", web::get().to(keys))
             .route("/keys/rotate", web::post().to(rotate_keys))
+            .route("/keys/replace", web::post().to(replace_keys))
             .route("/tokens/revoke", web::post().to(revoke_matching))
             .route("/tokens/{jti}/revoke", web::post().to(revoke_jti))
             .route("/revocations", web::get().to(revocations)),
@@ -509,6 +510,17 @@ async fn rotate_keys(req: HttpRequest, broker: web::Data<Broker>, id: RequestId)
         Err(e) => return auth_failure(e, &id),
     };
     match broker.rotate_keys(&who, &id.0).await {
+        Ok(keys) => HttpResponse::Ok().json(json!({"keys": keys})),
+        Err(e) => admin_error(e, &id),
+    }
+}
+
+async fn replace_keys(req: HttpRequest, broker: web::Data<Broker>, id: RequestId) -> HttpResponse {
+    let who = match authorize(&req, &broker, Access::Write) {
+        Ok(p) => p,
+        Err(e) => return auth_failure(e, &id),
+    };
+    match broker.replace_keys(&who, &id.0).await {
         Ok(keys) => HttpResponse::Ok().json(json!({"keys": keys})),
         Err(e) => admin_error(e, &id),
     }

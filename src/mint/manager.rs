@@ -187,6 +187,19 @@ impl KeyManager {
         self.load(store, now).await
     }
 
+    /// Emergency replacement: forgets every key (active, next, retired) and signs from now
+    /// on with a new one. Tokens signed so far stop verifying here at once and at relying
+    /// parties when they next fetch the JWKS; tokens signed from now on verify there only
+    /// after that fetch (at most `jwks_max_age` later; at once where an unknown `kid`
+    /// triggers a fetch). For a compromised key, where that outage is the lesser harm.
+    pub async fn replace(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
+        let active = self.new_key("active", now)?;
+        let next = self.new_key("next", now)?;
+        store.replace_signing_keys(&active, &next).await?;
+        tracing::warn!(active = %active.kid, next = %next.kid, "replaced every signing key");
+        self.load(store, now).await
+    }
+
     /// Rotates when the active key is older than the rotation period or of another algorithm
     /// than configured, and the next key has been published long enough.
     pub async fn rotate_if_due(

@@ -233,6 +233,13 @@ pub trait Storage: Send + Sync {
         new_next: &StoredKey,
         now: i64,
     ) -> Result<(), StorageError>;
+    /// In one transaction: forgets every signing key and stores `active` and `next` instead
+    /// (emergency replacement after a key compromise).
+    async fn replace_signing_keys(
+        &self,
+        active: &StoredKey,
+        next: &StoredKey,
+    ) -> Result<(), StorageError>;
     /// Appends audit records in one transaction.
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError>;
     /// [`Storage::append_audit`] for the audit committer, which runs on a thread of its own

@@ -304,6 +304,22 @@ impl Storage for PostgresStore {
         Ok(())
     }
 
+    async fn replace_signing_keys(
+        &self,
+        active: &StoredKey,
+        next: &StoredKey,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM signing_keys")
+            .execute(&mut *tx)
+            .await?;
+        insert_key(&mut tx, active).await?;
+        insert_key(&mut tx, next).await?;
+        changes::notify(&mut tx, Change::Keys).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError> {
         // One multi-row INSERT per chunk: a round trip per statement, not per record.
         let mut tx = self.pool.begin().await?;

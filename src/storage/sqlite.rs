@@ -339,6 +339,21 @@ impl Storage for SqliteStore {
         Ok(())
     }
 
+    async fn replace_signing_keys(
+        &self,
+        active: &StoredKey,
+        next: &StoredKey,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM signing_keys")
+            .execute(&mut *tx)
+            .await?;
+        insert_key(&mut *tx, active).await?;
+        insert_key(&mut *tx, next).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn insert_revocation(&self, r: &StoredRevocation) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO revocations (jti, policy, subject, issued_since, issued_until, expires_at,

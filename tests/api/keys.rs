@@ -686,3 +686,95 @@ async fn revoked_tokens_are_inactive_at_once() {
         .unwrap();
     assert_eq!(unknown.status(), 400);
 }
+
+/// After a compromise every key is replaced at once: the JWKS publishes only new keys,
+/// tokens signed before stop verifying, new tokens carry the new key; audited.
+#[tokio::test]
+async fn a_compromise_replaces_every_key_at_once() {
+    let app = spawn_app().await;
+    let kids = |keys: &Value| -> Vec<String> {
+        let mut kids: Vec<String> = keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
+    };
+    let before = deploy_token(&app).await;
+    let old: Value = app
+        .admin(Method::GET, "/keys")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let replaced = app
+        .admin(Method::POST, "/keys/replace")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status(), 200);
+    let new: Value = replaced.json().await.unwrap();
+    let mut states: Vec<&str> = new["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    states.sort();
+    assert_eq!(states, ["active", "next"], "{new}");
+    for kid in kids(&new) {
+        assert!(!kids(&old).contains(&kid), "{kid} was a key before");
+    }
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kids(&jwks), kids(&new), "only the new keys are published");
+
+    let caller = broker_token(&app, "aa-introspector", &app.address, &["introspect"]).await;
+    let stale = introspect_json(&app, &caller, &before).await;
+    assert_eq!(stale, json!({"active": false}));
+    let after = deploy_token(&app).await;
+    let active = new["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "active")
+        .unwrap()["kid"]
+        .clone();
+    assert_eq!(
+        json!(jsonwebtoken::decode_header(&after).unwrap().kid.unwrap()),
+        active
+    );
+    assert_eq!(introspect_json(&app, &caller, &after).await["active"], true);
+
+    let audit: Value = app
+        .admin(Method::GET, "/audit?kind=admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["reason"] == "replace_keys"),
+        "{audit}"
+    );
+    let anonymous = app
+        .client
+        .post(format!("{}/admin/v1/keys/replace", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}

@@ -268,6 +268,30 @@ fn states(keys: &[StoredKey]) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
+async fn replacing_signing_keys_forgets_every_old_one() {
+    on_every_backend("replacing_signing_keys…", |store, backend| async move {
+        for k in [key("old-a", "active", 10), key("old-n", "next", 10)] {
+            store.insert_signing_key(&k).await.unwrap();
+        }
+        store
+            .replace_signing_keys(&key("new-a", "active", 20), &key("new-n", "next", 20))
+            .await
+            .unwrap();
+        let mut now = states(&store.signing_keys().await.unwrap());
+        now.sort();
+        assert_eq!(
+            now,
+            [
+                ("new-a".to_owned(), "active".to_owned()),
+                ("new-n".to_owned(), "next".to_owned())
+            ],
+            "{backend}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn signing_keys_rotate_once_and_keep_one_active_and_one_next() {
     on_every_backend("signing_keys_rotate_once…", |store, backend| async move {
         store

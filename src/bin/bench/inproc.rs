@@ -94,6 +94,13 @@ impl Storage for DiscardAudit {
             .rotate_signing_keys(active, next, new_next, now)
             .await
     }
+    async fn replace_signing_keys(
+        &self,
+        active: &StoredKey,
+        next: &StoredKey,
+    ) -> Result<(), StorageError> {
+        self.0.replace_signing_keys(active, next).await
+    }
     async fn consume_jti(
         &self,
         issuer: &str,

@@ -21,24 +21,9 @@ impl Broker {
         who: &Principal,
         request_id: &str,
     ) -> Result<Vec<KeyInfo>, AdminError> {
-        // Not interleaved with the rotation timer or a reload for another replica's change,
-        // so an older ring is never installed over this one.
-        let _one_at_a_time = self.key_refreshes.lock().await;
-        let now = crate::jose::unix_now();
-        let retired = self.keys.load().active.kid.clone();
-        let ring = self
-            .key_manager
-            .rotate(&*self.store, now)
-            .await
-            .map_err(key_error)?;
-        let detail = json!({"retired": retired, "active": ring.active.kid});
-        self.install_keys(ring);
-        super::record_change(&*self.store, who, request_id, "rotate_keys", detail, now).await?;
-        self.list_keys().await
+        self.change_keys(who, request_id, KeyChange::Rotate).await
     }
-}
 
-impl Broker {
     /// Emergency replacement of every key ([`KeyManager::replace`]); audited with the kids
     /// it removed.
     ///
@@ -48,19 +33,49 @@ impl Broker {
         who: &Principal,
         request_id: &str,
     ) -> Result<Vec<KeyInfo>, AdminError> {
+        self.change_keys(who, request_id, KeyChange::Replace).await
+    }
+
+    async fn change_keys(
+        &self,
+        who: &Principal,
+        request_id: &str,
+        change: KeyChange,
+    ) -> Result<Vec<KeyInfo>, AdminError> {
+        // Not interleaved with the rotation timer or a reload for another replica's change,
+        // so an older ring is never installed over this one.
         let _one_at_a_time = self.key_refreshes.lock().await;
         let now = crate::jose::unix_now();
-        let removed: Vec<String> = self.list_keys().await?.into_iter().map(|k| k.kid).collect();
-        let ring = self
-            .key_manager
-            .replace(&*self.store, now)
-            .await
-            .map_err(key_error)?;
-        let detail = json!({"removed": removed, "active": ring.active.kid});
+        let before: Vec<String> = self.list_keys().await?.into_iter().map(|k| k.kid).collect();
+        let retired = self.keys.load().active.kid.clone();
+        let (ring, action) = match change {
+            KeyChange::Rotate => (
+                self.key_manager.rotate(&*self.store, now).await,
+                "rotate_keys",
+            ),
+            KeyChange::Replace => (
+                self.key_manager.replace(&*self.store, now).await,
+                "replace_keys",
+            ),
+        };
+        let ring = ring.map_err(key_error)?;
+        let detail = match change {
+            KeyChange::Rotate => json!({"retired": retired, "active": ring.active.kid}),
+            KeyChange::Replace => json!({"removed": before, "active": ring.active.kid}),
+        };
         self.install_keys(ring);
-        super::record_change(&*self.store, who, request_id, "replace_keys", detail, now).await?;
+        super::record_change(&*self.store, who, request_id, action, detail, now).await?;
         self.list_keys().await
     }
+}
+
+/// What an admin asked of the signing keys.
+#[derive(Clone, Copy)]
+enum KeyChange {
+    /// The routine rotation.
+    Rotate,
+    /// Every key replaced after a compromise.
+    Replace,
 }
 
 fn key_error(e: KeyRingError) -> AdminError {

@@ -274,14 +274,7 @@ async fn rotation_fails_no_verification() {
 #[tokio::test]
 async fn keys_are_listed_and_rotated_on_demand() {
     let app = spawn_app_with(|c| c.jwks_max_age = HumanDuration(Duration::from_secs(1))).await;
-    let listed: Value = app
-        .admin(Method::GET, "/keys")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = admin_json(&app, Method::GET, "/keys").await;
     let states: Vec<&str> = listed["keys"]
         .as_array()
         .unwrap()
@@ -298,20 +291,8 @@ async fn keys_are_listed_and_rotated_on_demand() {
         1,
         "{listed}"
     );
-    let next = listed["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["state"] == "next")
-        .unwrap()["kid"]
-        .clone();
-    let active = listed["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["state"] == "active")
-        .unwrap()["kid"]
-        .clone();
+    let next = kid_in_state(&listed, "next");
+    let active = kid_in_state(&listed, "active");
 
     // The next key was published a moment ago: rotating now could fail cached verifiers.
     let early = app
@@ -364,25 +345,39 @@ async fn keys_are_listed_and_rotated_on_demand() {
     );
 
     // Only admin:write may rotate; the change is audited.
-    let audit: Value = app
-        .admin(Method::GET, "/audit?kind=admin")
+    assert_audited_and_guarded(&app, "/keys/rotate", "rotate_keys").await;
+}
+
+/// An admin API answer as JSON.
+async fn admin_json(app: &TestApp, method: Method, path: &str) -> Value {
+    app.admin(method, path)
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    assert!(
-        audit["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["reason"] == "rotate_keys"),
-        "{audit}"
-    );
+        .unwrap()
+}
+
+/// The kid of the key in `state` in a `{"keys": [...]}` answer.
+fn kid_in_state(keys: &Value, state: &str) -> Value {
+    keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == state)
+        .unwrap_or_else(|| panic!("no {state} key in {keys}"))["kid"]
+        .clone()
+}
+
+/// The admin change `reason` is in the audit log, and `path` refuses anonymous callers.
+async fn assert_audited_and_guarded(app: &TestApp, path: &str, reason: &str) {
+    let audit = admin_json(app, Method::GET, "/audit?kind=admin").await;
+    let events = audit["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["reason"] == reason), "{audit}");
     let anonymous = app
         .client
-        .post(format!("{}/admin/v1/keys/rotate", app.address))
+        .post(format!("{}/admin/v1{path}", app.address))
         .send()
         .await
         .unwrap();
@@ -703,14 +698,7 @@ async fn a_compromise_replaces_every_key_at_once() {
         kids
     };
     let before = deploy_token(&app).await;
-    let old: Value = app
-        .admin(Method::GET, "/keys")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let old = admin_json(&app, Method::GET, "/keys").await;
     let replaced = app
         .admin(Method::POST, "/keys/replace")
         .send()
@@ -741,40 +729,12 @@ async fn a_compromise_replaces_every_key_at_once() {
     let stale = introspect_json(&app, &caller, &before).await;
     assert_eq!(stale, json!({"active": false}));
     let after = deploy_token(&app).await;
-    let active = new["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["state"] == "active")
-        .unwrap()["kid"]
-        .clone();
+    let active = kid_in_state(&new, "active");
     assert_eq!(
         json!(jsonwebtoken::decode_header(&after).unwrap().kid.unwrap()),
         active
     );
     assert_eq!(introspect_json(&app, &caller, &after).await["active"], true);
 
-    let audit: Value = app
-        .admin(Method::GET, "/audit?kind=admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        audit["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["reason"] == "replace_keys"),
-        "{audit}"
-    );
-    let anonymous = app
-        .client
-        .post(format!("{}/admin/v1/keys/replace", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), 401);
+    assert_audited_and_guarded(&app, "/keys/replace", "replace_keys").await;
 }

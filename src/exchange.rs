@@ -203,14 +203,14 @@ fn judge(
 }
 
 /// The policy a denial is recorded under, so that audit queries by policy show it: the
-/// first that admitted the token but could not grant the audience or scopes asked, or else
-/// the one the client named if it was evaluated (so never a name that is not a policy of
-/// the token's issuer). `None` when no policy admitted the token and none was named.
-fn denying_policy(trace: &[PolicyTrace], named: Option<&str>) -> Option<String> {
+/// first that admitted the token but could not grant the audience or scopes asked. Only a
+/// policy that admitted the token: a policy the client merely named (kept in the record's
+/// detail) would let anyone holding a token of the issuer file denials, and metrics,
+/// under any of its policies.
+fn denying_policy(trace: &[PolicyTrace]) -> Option<String> {
     trace
         .iter()
         .find(|t| t.outcome != "not_admitted")
-        .or_else(|| trace.iter().find(|t| Some(t.policy.as_str()) == named))
         .map(|t| t.policy.clone())
 }
 
@@ -311,7 +311,7 @@ impl Broker {
                 // The slow path, only on denial: record why, per policy, for admins.
                 let mut trace = Vec::new();
                 let _ = decide(set, &token, req, Some(&mut trace));
-                event.policy = denying_policy(&trace, req.policy.as_deref());
+                event.policy = denying_policy(&trace);
                 event.detail["trace"] = serde_json::to_value(&trace).unwrap_or_default();
                 return Err(e);
             }

@@ -17,7 +17,8 @@ pub struct ExchangeLabels {
     pub result: &'static str,
     /// Stable reason code (`issued`, `not_admitted`, …).
     pub reason: String,
-    /// The policy that decided (empty when none did).
+    /// The policy that issued the token, or that admitted it but could not grant what was
+    /// asked (empty when no policy admitted it).
     pub policy: String,
 }
 

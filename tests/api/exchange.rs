@@ -373,9 +373,9 @@ pub async fn every_denial_is_audited_with_the_request_id_on(app: TestApp) {
         audited_denial(&app, response, "invalid_target").await,
         deny("audience_not_granted", Some("api-deploy"))
     );
-    // Not admitted by the policy the client named: recorded under that name; a name that
-    // is no policy of the issuer is not recorded.
-    for (named, recorded) in [("branches-read", Some("branches-read")), ("no-such", None)] {
+    // Not admitted by the policy the client named: recorded under no policy (naming one
+    // must not file denials under it), whether or not the name is a policy.
+    for (named, recorded) in [("branches-read", None::<&str>), ("no-such", None)] {
         let response = app
             .post_token(&[
                 ("grant_type", GRANT),

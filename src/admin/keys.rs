@@ -46,22 +46,20 @@ impl Broker {
         // so an older ring is never installed over this one.
         let _one_at_a_time = self.key_refreshes.lock().await;
         let now = crate::jose::unix_now();
-        let before: Vec<String> = self.list_keys().await?.into_iter().map(|k| k.kid).collect();
-        let retired = self.keys.load().active.kid.clone();
-        let (ring, action) = match change {
-            KeyChange::Rotate => (
-                self.key_manager.rotate(&*self.store, now).await,
-                "rotate_keys",
-            ),
-            KeyChange::Replace => (
-                self.key_manager.replace(&*self.store, now).await,
-                "replace_keys",
-            ),
-        };
-        let ring = ring.map_err(key_error)?;
-        let detail = match change {
-            KeyChange::Rotate => json!({"retired": retired, "active": ring.active.kid}),
-            KeyChange::Replace => json!({"removed": before, "active": ring.active.kid}),
+        let (ring, action, detail) = match change {
+            KeyChange::Rotate => {
+                let retired = self.keys.load().active.kid.clone();
+                let ring = self.key_manager.rotate(&*self.store, now).await;
+                let ring = ring.map_err(key_error)?;
+                let detail = json!({"retired": retired, "active": ring.active.kid});
+                (ring, "rotate_keys", detail)
+            }
+            KeyChange::Replace => {
+                let replaced = self.key_manager.replace(&*self.store, now).await;
+                let (ring, removed) = replaced.map_err(key_error)?;
+                let detail = json!({"removed": removed, "active": ring.active.kid});
+                (ring, "replace_keys", detail)
+            }
         };
         self.install_keys(ring);
         super::record_change(&*self.store, who, request_id, action, detail, now).await?;

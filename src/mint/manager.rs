@@ -192,12 +192,17 @@ impl KeyManager {
     /// parties when they next fetch the JWKS; tokens signed from now on verify there only
     /// after that fetch (at most `jwks_max_age` later; at once where an unknown `kid`
     /// triggers a fetch). For a compromised key, where that outage is the lesser harm.
-    pub async fn replace(&self, store: &dyn Storage, now: i64) -> Result<KeyRing, KeyRingError> {
+    /// Returns the new ring and the kids it forgot.
+    pub async fn replace(
+        &self,
+        store: &dyn Storage,
+        now: i64,
+    ) -> Result<(KeyRing, Vec<String>), KeyRingError> {
         let active = self.new_key("active", now)?;
         let next = self.new_key("next", now)?;
-        store.replace_signing_keys(&active, &next).await?;
-        tracing::warn!(active = %active.kid, next = %next.kid, "replaced every signing key");
-        self.load(store, now).await
+        let removed = store.replace_signing_keys(&active, &next).await?;
+        tracing::warn!(active = %active.kid, next = %next.kid, removed = ?removed, "replaced every signing key");
+        Ok((self.load(store, now).await?, removed))
     }
 
     /// Rotates when the active key is older than the rotation period or of another algorithm

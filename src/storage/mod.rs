@@ -234,12 +234,12 @@ pub trait Storage: Send + Sync {
         now: i64,
     ) -> Result<(), StorageError>;
     /// In one transaction: forgets every signing key and stores `active` and `next` instead
-    /// (emergency replacement after a key compromise).
+    /// (emergency replacement after a key compromise); returns the kids it forgot.
     async fn replace_signing_keys(
         &self,
         active: &StoredKey,
         next: &StoredKey,
-    ) -> Result<(), StorageError>;
+    ) -> Result<Vec<String>, StorageError>;
     /// Appends audit records in one transaction.
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError>;
     /// [`Storage::append_audit`] for the audit committer, which runs on a thread of its own

@@ -308,16 +308,22 @@ impl Storage for PostgresStore {
         &self,
         active: &StoredKey,
         next: &StoredKey,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Vec<String>, StorageError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM signing_keys")
+        // Waits for a rotation in progress on another replica (and holds off the next):
+        // otherwise the DELETE could miss the next key that rotation is inserting, and the
+        // insert below would conflict with it, leaving the compromised keys in place.
+        sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
+            .await?;
+        let removed: Vec<String> = sqlx::query_scalar("DELETE FROM signing_keys RETURNING kid")
+            .fetch_all(&mut *tx)
             .await?;
         insert_key(&mut tx, active).await?;
         insert_key(&mut tx, next).await?;
         changes::notify(&mut tx, Change::Keys).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(removed)
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError> {

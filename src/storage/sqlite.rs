@@ -343,15 +343,16 @@ impl Storage for SqliteStore {
         &self,
         active: &StoredKey,
         next: &StoredKey,
-    ) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM signing_keys")
-            .execute(&mut *tx)
+    ) -> Result<Vec<String>, StorageError> {
+        // IMMEDIATE: the write lock before anything is read, as for document changes.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let removed: Vec<String> = sqlx::query_scalar("DELETE FROM signing_keys RETURNING kid")
+            .fetch_all(&mut *tx)
             .await?;
         insert_key(&mut *tx, active).await?;
         insert_key(&mut *tx, next).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(removed)
     }
 
     async fn insert_revocation(&self, r: &StoredRevocation) -> Result<(), StorageError> {

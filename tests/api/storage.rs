@@ -273,10 +273,12 @@ async fn replacing_signing_keys_forgets_every_old_one() {
         for k in [key("old-a", "active", 10), key("old-n", "next", 10)] {
             store.insert_signing_key(&k).await.unwrap();
         }
-        store
+        let mut removed = store
             .replace_signing_keys(&key("new-a", "active", 20), &key("new-n", "next", 20))
             .await
             .unwrap();
+        removed.sort();
+        assert_eq!(removed, ["old-a", "old-n"], "{backend}");
         let mut now = states(&store.signing_keys().await.unwrap());
         now.sort();
         assert_eq!(

@@ -98,7 +98,7 @@ impl Storage for DiscardAudit {
         &self,
         active: &StoredKey,
         next: &StoredKey,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Vec<String>, StorageError> {
         self.0.replace_signing_keys(active, next).await
     }
     async fn consume_jti(

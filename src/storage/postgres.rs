@@ -31,6 +31,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_TIMEOUT: &str = "10s";
 /// Key of the transaction-scoped advisory lock that serialises document writes.
 const DOCUMENTS_LOCK: i64 = 0x5354_5344_4f43; // "STSDOC"
+/// Key of the transaction-scoped advisory lock that keeps audit ids in commit order.
+const AUDIT_ORDER_LOCK: i64 = 0x5354_5341_5544; // "STSAUD"
 
 /// Audit records per INSERT statement: 13 parameters each, far below PostgreSQL's 65,535.
 const AUDIT_ROWS_PER_INSERT: usize = 256;
@@ -329,6 +331,16 @@ impl Storage for PostgresStore {
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError> {
         // One multi-row INSERT per chunk: a round trip per statement, not per record.
         let mut tx = self.pool.begin().await?;
+        // Audit ids must be handed out in commit order. Without this, a batch that draws
+        // its ids first but commits last (another replica's committer, a slow disk)
+        // appears below ids a reader has already seen, and a reader that pages or tails by
+        // id never sees it. Holding one transaction-scoped lock from before the ids are
+        // drawn until the commit serialises the audit transactions of all replicas; each
+        // is one group commit, so that is one lock per batch, not per record.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_ORDER_LOCK)
+            .execute(&mut *tx)
+            .await?;
         for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Postgres>::new(
                 "INSERT INTO audit_events (request_id, time, kind, decision, reason, client_addr,

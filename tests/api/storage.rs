@@ -594,3 +594,57 @@ async fn concurrent_audit_records_are_group_committed() {
     })
     .await;
 }
+
+/// A reader that has seen audit id N must never later find a new record below N: paging
+/// and tailing by id would skip it. A trigger holds one batch open after its id is drawn
+/// while a second batch commits; the second must not become visible first.
+#[tokio::test]
+async fn postgres_audit_ids_are_visible_in_commit_order() {
+    use sqlx::{Connection, Executor};
+    let Some(db) = TestDb::postgres("postgres_audit_ids_are_visible…").await else {
+        return;
+    };
+    let store = storage::connect(&db.url).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    admin
+        .execute(
+            "CREATE FUNCTION slow_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_sleep(0.6); RETURN NEW; END $$;
+             CREATE TRIGGER slow_audit BEFORE INSERT ON audit_events FOR EACH ROW
+             WHEN (NEW.request_id = 'slow') EXECUTE FUNCTION slow_audit();",
+        )
+        .await
+        .unwrap();
+    let newest_first = AuditFilter {
+        limit: 10,
+        ..AuditFilter::default()
+    };
+    let slow_batch = [event("slow", 1, Decision::Allow, "p")];
+    let (slow, fast, seen_meanwhile) = tokio::join!(
+        store.append_audit(&slow_batch),
+        async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            store
+                .append_audit(&[event("fast", 2, Decision::Allow, "p")])
+                .await
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            store.query_audit(&newest_first).await.unwrap()
+        }
+    );
+    slow.unwrap();
+    fast.unwrap();
+    let newest_seen = seen_meanwhile.iter().map(|r| r.id).max();
+    let all = store.query_audit(&newest_first).await.unwrap();
+    assert_eq!(all.len(), 2);
+    for record in &all {
+        let seen = seen_meanwhile.iter().any(|r| r.id == record.id);
+        assert!(
+            seen || newest_seen.is_none_or(|newest| record.id > newest),
+            "{} (id {}) appeared below id {newest_seen:?}, which a reader had already seen",
+            record.event.request_id,
+            record.id
+        );
+    }
+}

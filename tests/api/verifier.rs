@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 use sts_broker::config::SigningAlgorithm;
 use sts_broker::jose::unix_now;
@@ -124,6 +124,8 @@ struct FakeState {
     down: AtomicBool,
     discovery_hits: AtomicUsize,
     jwks_hits: AtomicUsize,
+    /// JWKS requests answered 304 (a subset of `jwks_hits`).
+    not_modified: AtomicUsize,
 }
 
 impl FakeBroker {
@@ -137,6 +139,7 @@ impl FakeBroker {
             down: AtomicBool::new(false),
             discovery_hits: AtomicUsize::new(0),
             jwks_hits: AtomicUsize::new(0),
+            not_modified: AtomicUsize::new(0),
         });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -181,14 +184,35 @@ async fn fake_discovery(state: web::Data<FakeState>) -> HttpResponse {
     HttpResponse::Ok().json(&*state.discovery.read().unwrap())
 }
 
-async fn fake_jwks(state: web::Data<FakeState>) -> HttpResponse {
+async fn fake_jwks(req: HttpRequest, state: web::Data<FakeState>) -> HttpResponse {
     state.jwks_hits.fetch_add(1, Ordering::SeqCst);
     if state.down.load(Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().finish();
     }
+    let body = state.jwks.read().unwrap().to_string();
+    let etag = format!("\"{:016x}\"", {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        h.finish()
+    });
+    let cache_control = state.cache_control.read().unwrap().clone();
+    if req
+        .headers()
+        .get("if-none-match")
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        state.not_modified.fetch_add(1, Ordering::SeqCst);
+        return HttpResponse::NotModified()
+            .insert_header(("cache-control", cache_control))
+            .insert_header(("etag", etag))
+            .finish();
+    }
     HttpResponse::Ok()
-        .insert_header(("cache-control", state.cache_control.read().unwrap().clone()))
-        .json(&*state.jwks.read().unwrap())
+        .insert_header(("cache-control", cache_control))
+        .insert_header(("etag", etag))
+        .content_type("application/json")
+        .body(body)
 }
 
 fn new_key() -> SigningKey {
@@ -266,6 +290,35 @@ async fn an_unknown_kid_refetches_at_most_once_per_cooldown() {
         );
     }
     assert_eq!(fake.hits(), (1, 3));
+}
+
+#[tokio::test]
+async fn expired_keys_are_revalidated_by_etag() {
+    // `no-store`: keys are fresh only for the cooldown, so every later call revalidates.
+    let fake = FakeBroker::start("no-store").await;
+    let (old, new) = (new_key(), new_key());
+    fake.publish(&[&old]);
+    let cooldown = Duration::from_millis(100);
+    let verifier = cached_verifier(&fake.url, cooldown);
+    verifier.verify(&fake.token(&old)).await.unwrap();
+    let not_modified = || fake.state.not_modified.load(Ordering::SeqCst);
+    assert_eq!((fake.hits(), not_modified()), ((1, 1), 0));
+
+    // Unchanged keys: a 304 renews them, and they still verify.
+    tokio::time::sleep(cooldown * 2).await;
+    verifier.verify(&fake.token(&old)).await.unwrap();
+    assert_eq!((fake.hits(), not_modified()), ((1, 2), 1));
+
+    // Changed keys: the tag no longer matches and the new document is read.
+    fake.publish(&[&new]);
+    tokio::time::sleep(cooldown * 2).await;
+    verifier.verify(&fake.token(&new)).await.unwrap();
+    assert_eq!((fake.hits(), not_modified()), ((1, 3), 1));
+    assert_eq!(
+        invalid(verifier.verify(&fake.token(&old)).await),
+        InvalidToken::UnknownKey,
+        "the withdrawn key is gone"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,8 @@
 //! - Concurrent misses share one fetch: one lock, re-checked once taken.
 //! - When a refetch fails the last good keys keep serving, up to a bounded staleness; a
 //!   failed fetch is not retried within the cooldown either.
+//! - A refetch sends the held keys' `ETag` (`If-None-Match`); a 304 renews them without a
+//!   body to read or keys to parse.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -17,7 +19,7 @@ use reqwest::Url;
 use tokio::sync::Mutex;
 
 use crate::error::FetchError;
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, Jwks};
 use crate::jwk::KeySet;
 
 /// Upper bound on the broker's `max-age`.
@@ -41,6 +43,9 @@ struct Cached {
     keys: Arc<KeySet>,
     fetched_at: Instant,
     ttl: Duration,
+    /// Where the keys came from and their entity tag, for revalidation.
+    jwks_uri: Url,
+    etag: Option<String>,
 }
 
 impl Cached {
@@ -112,7 +117,7 @@ impl KeyCache {
                 .ok_or(FetchError::CoolingDown);
         }
         state.last_attempt = Some(Instant::now());
-        match self.fetch(&mut state).await {
+        match self.fetch(&mut state, current.as_deref()).await {
             Ok(fresh) => {
                 let keys = fresh.keys.clone();
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(fresh));
@@ -125,7 +130,11 @@ impl KeyCache {
         }
     }
 
-    async fn fetch(&self, state: &mut FetchState) -> Result<Cached, FetchError> {
+    async fn fetch(
+        &self,
+        state: &mut FetchState,
+        held: Option<&Cached>,
+    ) -> Result<Cached, FetchError> {
         let jwks_uri = match &state.jwks_uri {
             Some(uri) => uri.clone(),
             None => state
@@ -133,23 +142,29 @@ impl KeyCache {
                 .insert(self.fetcher.discover(&self.issuer).await?)
                 .clone(),
         };
-        let fetched = self
-            .fetcher
-            .jwks(&jwks_uri)
-            .await
-            .and_then(|(doc, max_age)| {
-                let keys = KeySet::from_jwks(&doc)
-                    .map_err(|why| FetchError::Invalid(format!("{jwks_uri}: {why}")))?;
-                Ok((keys, max_age))
-            });
-        let (keys, max_age) = fetched.inspect_err(|_| state.jwks_uri = None)?;
+        // An entity tag means something only for the resource it came from.
+        let held = held.filter(|h| h.jwks_uri == jwks_uri);
+        let etag = held.and_then(|h| h.etag.as_deref());
+        let fetched = match self.fetcher.jwks(&jwks_uri, etag).await {
+            Ok(Jwks::Document { doc, max_age, etag }) => KeySet::from_jwks(&doc)
+                .map(|keys| (Arc::new(keys), max_age, etag))
+                .map_err(|why| FetchError::Invalid(format!("{jwks_uri}: {why}"))),
+            Ok(Jwks::NotModified { max_age }) => match held {
+                Some(h) => Ok((h.keys.clone(), max_age, h.etag.clone())),
+                None => Err(FetchError::Invalid(format!("{jwks_uri}: unasked 304"))),
+            },
+            Err(e) => Err(e),
+        };
+        let (keys, max_age, etag) = fetched.inspect_err(|_| state.jwks_uri = None)?;
         let cooldown = self.policy.cooldown;
         Ok(Cached {
-            keys: Arc::new(keys),
+            keys,
             fetched_at: Instant::now(),
             ttl: max_age
                 .unwrap_or(self.policy.default_ttl)
                 .clamp(cooldown, MAX_TTL.max(cooldown)),
+            jwks_uri,
+            etag,
         })
     }
 

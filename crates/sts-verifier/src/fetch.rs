@@ -2,14 +2,36 @@
 
 use std::time::Duration;
 
-use reqwest::Url;
-use reqwest::header::CACHE_CONTROL;
+use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use crate::error::FetchError;
 
 /// Discovery and JWKS bodies larger than this are refused (the broker's are about 1 KiB).
 const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Longer entity tags are not kept (the broker's are 66 bytes).
+const MAX_ETAG_BYTES: usize = 256;
+
+/// A JWKS response.
+#[derive(Debug)]
+pub(crate) enum Jwks {
+    /// A document, with its freshness and entity tag.
+    Document {
+        doc: Value,
+        max_age: Option<Duration>,
+        etag: Option<String>,
+    },
+    /// 304: the keys cached under the entity tag sent are still current, for `max_age`.
+    NotModified { max_age: Option<Duration> },
+}
+
+/// One GET: the JSON body (none on a 304), its `max-age` and its entity tag.
+struct Response {
+    body: Option<Value>,
+    max_age: Option<Duration>,
+    etag: Option<String>,
+}
 
 /// The HTTP side of key fetching.
 #[derive(Debug, Clone)]
@@ -39,7 +61,11 @@ impl Fetcher {
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let (doc, _) = self.get_json(&discovery_url).await?;
+        let doc = self
+            .get_json(&discovery_url, None)
+            .await?
+            .body
+            .unwrap_or_default();
         let invalid = |why: &str| FetchError::Invalid(format!("{discovery_url}: {why}"));
         // OIDC Discovery §4.3: the document must be about exactly the issuer we asked for,
         // or a compromised or mistaken host could vouch for keys of another issuer.
@@ -59,31 +85,61 @@ impl Fetcher {
         Ok(jwks_uri)
     }
 
-    /// The JWKS document and its `Cache-Control: max-age`, if any.
-    pub async fn jwks(&self, jwks_uri: &Url) -> Result<(Value, Option<Duration>), FetchError> {
-        self.get_json(jwks_uri.as_str()).await
+    /// The JWKS document, or, when `etag` (of the keys already held) still matches, word
+    /// that they are current: revalidation costs the broker no body and the verifier no
+    /// key parsing.
+    pub async fn jwks(&self, jwks_uri: &Url, etag: Option<&str>) -> Result<Jwks, FetchError> {
+        let response = self.get_json(jwks_uri.as_str(), etag).await?;
+        Ok(match response.body {
+            Some(doc) => Jwks::Document {
+                doc,
+                max_age: response.max_age,
+                etag: response.etag,
+            },
+            None => Jwks::NotModified {
+                max_age: response.max_age,
+            },
+        })
     }
 
-    async fn get_json(&self, url: &str) -> Result<(Value, Option<Duration>), FetchError> {
+    async fn get_json(
+        &self,
+        url: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Response, FetchError> {
         let http = |reason: String| FetchError::Http {
             url: url.to_owned(),
             reason,
         };
-        let mut response = self
-            .client
-            .get(url)
-            .header("accept", "application/json")
+        let mut request = self.client.get(url).header("accept", "application/json");
+        if let Some(etag) = if_none_match {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let mut response = request
             .send()
             .await
             .map_err(|e| http(e.without_url().to_string()))?;
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+        };
+        let max_age = header(CACHE_CONTROL).and_then(parse_max_age);
+        let etag = header(ETAG)
+            .filter(|e| e.len() <= MAX_ETAG_BYTES)
+            .map(str::to_owned);
+        // A 304 answers only a conditional request; unasked, it is an error like any other.
+        if response.status() == StatusCode::NOT_MODIFIED && if_none_match.is_some() {
+            return Ok(Response {
+                body: None,
+                max_age,
+                etag,
+            });
+        }
         if !response.status().is_success() {
             return Err(http(format!("status {}", response.status())));
         }
-        let max_age = response
-            .headers()
-            .get(CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_max_age);
         // Read chunk by chunk so a huge or endless body is cut off at the cap, whatever its
         // Content-Length says.
         let mut body = Vec::new();
@@ -98,7 +154,11 @@ impl Fetcher {
             body.extend_from_slice(&chunk);
         }
         let json = serde_json::from_slice(&body).map_err(|_| http("body is not JSON".into()))?;
-        Ok((json, max_age))
+        Ok(Response {
+            body: Some(json),
+            max_age,
+            etag,
+        })
     }
 }
 

@@ -150,11 +150,20 @@ pub async fn start_broker(
 }
 
 /// Starts the ideal handler (this binary with `--ideal-server PORT`).
-pub async fn start_ideal(dir: &Path) -> anyhow::Result<Child> {
+pub async fn start_ideal(dir: &Path, durable_audit: bool) -> anyhow::Result<Child> {
     let port = free_port()?;
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("--ideal-server").arg(port.to_string());
-    spawn(command, &dir.join("ideal.log"), port, "/healthz").await
+    let name = match durable_audit {
+        true => "ideal-audit",
+        false => "ideal",
+    };
+    if durable_audit {
+        let db = dir.join(name);
+        std::fs::create_dir_all(&db)?;
+        command.arg("--ideal-audit-db").arg(db.join("audit.db"));
+    }
+    spawn(command, &dir.join(format!("{name}.log")), port, "/healthz").await
 }
 
 async fn spawn(mut command: Command, log: &Path, port: u16, probe: &str) -> anyhow::Result<Child> {

@@ -2,8 +2,14 @@
 //! token with a key parsed once, reads its claims, and signs an ES256 token with a key pair
 //! parsed once, answering the broker's JSON shape. No policy, no audit, no checks beyond the
 //! signature: a ceiling, not a competitor.
+//!
+//! With `--ideal-audit-db`, it also waits for one durable audit record per exchange,
+//! committed in groups by the broker's own audit writer on SQLite: the least an exchange
+//! costs once the durability requirement is added, and nothing else of the broker.
 
 use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
@@ -14,16 +20,19 @@ use aws_lc_rs::signature::{
     RSA_PKCS1_2048_8192_SHA256,
 };
 use serde_json::{Value, json};
+use sts_broker::audit::{AuditEvent, AuditWriter, Decision};
 use sts_broker::jose::{b64url, b64url_decode};
 
 struct Keys {
     inbound: ParsedPublicKey,
     signing: EcdsaKeyPair,
     rng: SystemRandom,
+    audit: Option<AuditWriter>,
 }
 
-/// Serves `POST /token` and `GET /healthz` on `port` until killed.
-pub async fn serve(port: u16) -> anyhow::Result<()> {
+/// Serves `POST /token` and `GET /healthz` on `port` until killed; with `audit_db`, every
+/// exchange waits for its audit record's group commit to that SQLite file.
+pub async fn serve(port: u16, audit_db: Option<&Path>) -> anyhow::Result<()> {
     let rsa = crate::issuer::rsa_key()?;
     let der = rsa
         .public_key()
@@ -36,10 +45,15 @@ pub async fn serve(port: u16) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("ES256 key: {e}"))?;
     let signing = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
         .map_err(|e| anyhow::anyhow!("ES256 key: {e}"))?;
+    let audit = match audit_db {
+        Some(path) => Some(audit_writer(path).await?),
+        None => None,
+    };
     let keys = web::Data::new(Keys {
         inbound,
         signing,
         rng,
+        audit,
     });
     let listener = TcpListener::bind(("127.0.0.1", port)).context("binding the ideal handler")?;
     HttpServer::new(move || {
@@ -54,22 +68,38 @@ pub async fn serve(port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn token(body: web::Bytes, keys: web::Data<Keys>) -> HttpResponse {
-    match exchange(&body, &keys) {
-        Some(access_token) => HttpResponse::Ok()
-            .insert_header(("cache-control", "no-store"))
-            .json(json!({
-                "access_token": access_token,
-                "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
-                "token_type": "Bearer",
-                "expires_in": 900,
-                "scope": "read deploy:write",
-            })),
-        None => HttpResponse::BadRequest().json(json!({"error": "invalid_request"})),
-    }
+async fn audit_writer(path: &Path) -> anyhow::Result<AuditWriter> {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let store = sts_broker::storage::connect(&url)
+        .await
+        .context("opening the audit database")?;
+    let metrics = Arc::new(sts_broker::metrics::Metrics::new());
+    AuditWriter::spawn(store, metrics, None).context("starting the audit writer")
 }
 
-fn exchange(body: &[u8], keys: &Keys) -> Option<String> {
+async fn token(body: web::Bytes, keys: web::Data<Keys>) -> HttpResponse {
+    let Some((access_token, record)) = exchange(&body, &keys) else {
+        return HttpResponse::BadRequest().json(json!({"error": "invalid_request"}));
+    };
+    if let Some(audit) = &keys.audit
+        && audit.record(record).await.is_err()
+    {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"error": "temporarily_unavailable"}));
+    }
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(json!({
+            "access_token": access_token,
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "token_type": "Bearer",
+            "expires_in": 900,
+            "scope": "read deploy:write",
+        }))
+}
+
+/// The issued token and the facts an audit record keeps about the exchange.
+fn exchange(body: &[u8], keys: &Keys) -> Option<(String, AuditEvent)> {
     let subject_token = form_urlencoded::parse(body)
         .find(|(k, _)| k == "subject_token")
         .map(|(_, v)| v)?;
@@ -81,13 +111,14 @@ fn exchange(body: &[u8], keys: &Keys) -> Option<String> {
     let claims: Value =
         serde_json::from_slice(&b64url_decode(signing_input.split_once('.')?.1)?).ok()?;
     let now = sts_broker::jose::unix_now();
+    let jti = uuid::Uuid::new_v4().to_string();
     let issued = json!({
         "iss": "http://ideal",
         "sub": claims.get("sub")?,
         "aud": "https://api.internal.example",
         "exp": now + 900,
         "iat": now,
-        "jti": uuid::Uuid::new_v4().to_string(),
+        "jti": jti,
         "scope": "read deploy:write",
         "act": {"iss": claims.get("iss")?, "sub": claims.get("sub")?},
     });
@@ -98,5 +129,21 @@ fn exchange(body: &[u8], keys: &Keys) -> Option<String> {
     let signature = keys.signing.sign(&keys.rng, token.as_bytes()).ok()?;
     token.push('.');
     token.push_str(&b64url(signature.as_ref()));
-    Some(token)
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+    let record = AuditEvent {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        time: now,
+        kind: "exchange".into(),
+        decision: Some(Decision::Allow),
+        reason: "issued".into(),
+        client_addr: Some("127.0.0.1".into()),
+        policy: Some("ideal".into()),
+        inbound_iss: text("iss"),
+        inbound_sub: text("sub"),
+        inbound_jti: text("jti"),
+        issued_jti: Some(jti),
+        issued_exp: Some(now + 900),
+        detail: json!({"audience": null, "scope": null, "policy": null}),
+    };
+    Some((token, record))
 }

@@ -59,6 +59,10 @@ pub struct Args {
     /// Internal: serve the ideal handler on this port.
     #[arg(long, hide = true)]
     pub ideal_server: Option<u16>,
+    /// Internal, with --ideal-server: also commit one audit record per exchange to this
+    /// SQLite file, through the broker's group-committing audit writer.
+    #[arg(long, hide = true)]
+    pub ideal_audit_db: Option<PathBuf>,
     /// Internal: run the broker library with this config file (`Application::build_with_store`).
     #[arg(long, hide = true)]
     pub inprocess_broker: Option<PathBuf>,
@@ -94,7 +98,9 @@ impl Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(port) = args.ideal_server {
-        return child_exit(server_runtime().block_on(ideal::serve(port)));
+        return child_exit(
+            server_runtime().block_on(ideal::serve(port, args.ideal_audit_db.as_deref())),
+        );
     }
     if let Some(config) = &args.inprocess_broker {
         return child_exit(server_runtime().block_on(inproc::serve(config, args.audit_off)));

@@ -70,7 +70,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
     );
 
     eprintln!("bench: ideal handler…");
-    let ideal = child::start_ideal(run.work.path()).await?;
+    let ideal = child::start_ideal(run.work.path(), false).await?;
     let peak = run
         .measure(
             "ideal",
@@ -82,6 +82,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
         .await?;
     run.measure_paced("ideal @ 50% load", &ideal, &small_tokens, peak)
         .await?;
+    drop(ideal);
+    eprintln!("bench: ideal handler + durable audit…");
+    let ideal = child::start_ideal(run.work.path(), true).await?;
+    run.measure(
+        IDEAL_AUDIT,
+        "as ideal, + one audit record per exchange, group-committed to SQLite".into(),
+        &ideal,
+        &small_tokens,
+        Some(ideal_rate(&run.table)),
+    )
+    .await?;
     drop(ideal);
 
     let small_set = PolicySet {
@@ -170,7 +181,8 @@ impl Run<'_> {
         ideal: Option<f64>,
     ) -> anyhow::Result<f64> {
         let requests = load::requests(child.addr, tokens);
-        if ideal.is_some() {
+        // Only brokers fetch issuers' keys; the ideal handlers have them built in.
+        if !variant.starts_with("ideal") {
             self.cold(variant, child, &requests).await?;
         }
         let warm = load::closed_loop(
@@ -321,6 +333,19 @@ impl Run<'_> {
                 None,
             ));
         }
+        if let (Some(durable), Some(es)) = (get(IDEAL_AUDIT), get("broker ES256")) {
+            out.push((
+                "broker ES256 vs ideal + durable audit (throughput, CPU)".to_owned(),
+                format!(
+                    "{:.0}%, {:+.0} µs CPU per exchange ({:.0} vs {:.0} µs)",
+                    es.rate / durable.rate * 100.0,
+                    es.cpu_us - durable.cpu_us,
+                    es.cpu_us,
+                    durable.cpu_us
+                ),
+                None,
+            ));
+        }
         if let (Some(few), Some(many)) = (get("broker ES256"), get("broker ES256, many policies")) {
             let loss = 1.0 - many.rate / few.rate;
             out.push((
@@ -371,6 +396,9 @@ impl Run<'_> {
         self.table.targets = out;
     }
 }
+
+/// The ideal handler with the durability requirement added.
+const IDEAL_AUDIT: &str = "ideal + durable audit";
 
 fn ideal_rate(table: &Table) -> f64 {
     table.row("ideal").map_or(f64::NAN, |r| r.rate)

@@ -166,10 +166,18 @@ fn build_anchored(pattern: &str) -> Result<Regex, String> {
 
 /// A glob: `*` matches within one segment (never `/` or `:`), `**` (two or more stars)
 /// across segments; everything else is literal, and the whole value must match.
+///
+/// Kept as the literal text before the first star, the literal text after the last, and the
+/// atoms between: most globs are `literal*literal` or `literal**`, so matching is two
+/// comparisons and a scan of what the star covers, and a large policy set keeps its globs
+/// as text rather than as one atom per character.
 #[derive(Debug, Clone)]
 pub struct Glob {
-    source: String,
-    atoms: Vec<Atom>,
+    source: Box<str>,
+    prefix: Box<str>,
+    /// From the first star through the last; empty when the glob has no star.
+    middle: Box<[Atom]>,
+    suffix: Box<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,36 +191,64 @@ enum Atom {
 
 impl Glob {
     fn parse(glob: &str) -> Self {
-        let mut atoms = Vec::with_capacity(glob.len());
-        let mut chars = glob.chars().peekable();
+        let (Some(first), Some(last)) = (glob.find('*'), glob.rfind('*')) else {
+            return Self {
+                source: glob.into(),
+                prefix: glob.into(),
+                middle: Box::default(),
+                suffix: Box::default(),
+            };
+        };
+        let mut middle = Vec::new();
+        let mut chars = glob[first..=last].chars().peekable();
         while let Some(c) = chars.next() {
             if c != '*' {
-                atoms.push(Atom::Char(c));
+                middle.push(Atom::Char(c));
                 continue;
             }
             let mut stars = 1;
             while chars.next_if_eq(&'*').is_some() {
                 stars += 1;
             }
-            atoms.push(if stars == 1 { Atom::Segment } else { Atom::Any });
+            middle.push(if stars == 1 { Atom::Segment } else { Atom::Any });
         }
         Self {
-            source: glob.to_owned(),
-            atoms,
+            source: glob.into(),
+            prefix: glob[..first].into(),
+            middle: middle.into(),
+            suffix: glob[last + 1..].into(),
         }
     }
 
-    /// Simulates the pattern as an NFA over the atoms: time O(value × pattern), no
-    /// backtracking, so no pattern can make matching slow.
     fn matches(&self, value: &str) -> bool {
-        let n = self.atoms.len();
+        // Stripping the prefix first, then the suffix from what is left, keeps the two from
+        // overlapping in a value shorter than both.
+        let Some(covered) = value
+            .strip_prefix(&*self.prefix)
+            .and_then(|rest| rest.strip_suffix(&*self.suffix))
+        else {
+            return false;
+        };
+        match *self.middle {
+            [] => covered.is_empty(),
+            [Atom::Segment] => !covered.contains(['/', ':']),
+            [Atom::Any] => true,
+            _ => self.matches_middle(covered),
+        }
+    }
+
+    /// Simulates the middle atoms as an NFA: time O(value × pattern), no backtracking, so
+    /// no pattern can make matching slow.
+    fn matches_middle(&self, value: &str) -> bool {
+        let atoms = &self.middle;
+        let n = atoms.len();
         let mut current = vec![false; n + 1];
         let mut next = vec![false; n + 1];
         current[0] = true;
-        self.close(&mut current);
+        close(atoms, &mut current);
         for c in value.chars() {
             next.iter_mut().for_each(|s| *s = false);
-            for (i, atom) in self.atoms.iter().enumerate() {
+            for (i, atom) in atoms.iter().enumerate() {
                 if !current[i] {
                     continue;
                 }
@@ -223,7 +259,7 @@ impl Glob {
                     Atom::Segment | Atom::Any => next[i] = true,
                 }
             }
-            self.close(&mut next);
+            close(atoms, &mut next);
             if !next.contains(&true) {
                 return false;
             }
@@ -232,18 +268,18 @@ impl Glob {
         current[n]
     }
 
-    /// Stars may match nothing: a state on a star also stands past it.
-    fn close(&self, states: &mut [bool]) {
-        for (i, atom) in self.atoms.iter().enumerate() {
-            if states[i] && !matches!(atom, Atom::Char(_)) {
-                states[i + 1] = true;
-            }
-        }
-    }
-
     /// The text before the first star.
     fn literal_prefix(&self) -> &str {
-        &self.source[..self.source.find('*').unwrap_or(self.source.len())]
+        &self.prefix
+    }
+}
+
+/// Stars may match nothing: a state on a star also stands past it.
+fn close(atoms: &[Atom], states: &mut [bool]) {
+    for (i, atom) in atoms.iter().enumerate() {
+        if states[i] && !matches!(atom, Atom::Char(_)) {
+            states[i + 1] = true;
+        }
     }
 }
 
@@ -438,5 +474,46 @@ mod tests {
             ])),
             "repo:acme/"
         );
+    }
+
+    /// The glob as a regex, the obvious way: the reference the split matcher must agree with.
+    fn reference(glob: &str) -> Regex {
+        let mut re = String::from("^");
+        let mut chars = glob.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '*' {
+                re.push_str(&regex::escape(&c.to_string()));
+                continue;
+            }
+            let mut stars = 1;
+            while chars.next_if_eq(&'*').is_some() {
+                stars += 1;
+            }
+            re.push_str(if stars == 1 { "[^/:]*" } else { ".*" });
+        }
+        re.push('$');
+        Regex::new(&re).unwrap()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn globs_match_as_their_reference_regex(
+            glob in "[ab/:*]{0,8}",
+            value in "[ab/:]{0,10}",
+        ) {
+            proptest::prop_assert_eq!(
+                Glob::parse(&glob).matches(&value),
+                reference(&glob).is_match(&value),
+                "glob {:?} on {:?}", glob, value
+            );
+        }
+    }
+
+    #[test]
+    fn glob_prefix_and_suffix_do_not_overlap() {
+        assert!(!Glob::parse("ab*ba").matches("aba"));
+        assert!(Glob::parse("ab*ba").matches("abba"));
+        assert!(Glob::parse("a**a").matches("a/a"));
+        assert!(!Glob::parse("a**a").matches("a"));
     }
 }

@@ -3,7 +3,6 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, PRAGMA};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::body::{Params, is_form, read_limited};
 use super::oauth_error::OAuthError;
@@ -60,13 +59,23 @@ async fn handle(
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
         .insert_header((PRAGMA, "no-cache"))
-        .json(json!({
-            "access_token": issued.access_token,
-            "issued_token_type": issued_type,
-            "token_type": "Bearer",
-            "expires_in": issued.expires_in,
-            "scope": issued.scope,
-        })))
+        .json(TokenResponse {
+            access_token: &issued.access_token,
+            issued_token_type: issued_type,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            scope: &issued.scope,
+        }))
+}
+
+/// RFC 8693 §2.2.1 success response (serialised directly, without a JSON tree).
+#[derive(serde::Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    issued_token_type: &'a str,
+    token_type: &'a str,
+    expires_in: i64,
+    scope: &'a str,
 }
 
 /// Checks the RFC 8693 parameters; returns the request and the issued token type.

@@ -58,7 +58,7 @@ impl AuditConnection {
                     e.inbound_jti,
                     e.issued_jti,
                     e.issued_exp,
-                    e.detail.to_string(),
+                    serde_json::to_string(&e.detail).unwrap_or_default(),
                 ])?;
             }
         }

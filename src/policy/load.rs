@@ -1,6 +1,6 @@
 //! Reading policy documents from YAML files, with the file and line of every error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -249,14 +249,19 @@ impl Bundle {
     }
 }
 
-fn overlay<T: Clone>(base: &[T], files: &[(T, Origin)], name: impl Fn(&T) -> &String) -> Vec<T> {
-    let mut out: Vec<T> = base
-        .iter()
-        .filter(|b| !files.iter().any(|(f, _)| name(f) == name(b)))
-        .cloned()
-        .collect();
-    out.extend(files.iter().map(|(f, _)| f.clone()));
-    out
+/// The documents in force once `files` are applied over `base`: borrowed, not cloned (with
+/// 10,000 policies a copy of every document was the largest allocation of start-up), and
+/// matched by name through a set, not by scanning the files for each base document.
+fn overlay<'a, T>(
+    base: &'a [T],
+    files: &'a [(T, Origin)],
+    name: impl Fn(&T) -> &String,
+) -> Vec<&'a T> {
+    let from_files: HashSet<&String> = files.iter().map(|(f, _)| name(f)).collect();
+    base.iter()
+        .filter(|b| !from_files.contains(name(b)))
+        .chain(files.iter().map(|(f, _)| f))
+        .collect()
 }
 
 fn read_file(path: &Path) -> Result<String, String> {

@@ -2,6 +2,7 @@
 //! exchange path: issuer by exact URL, policies by issuer in name order and by the claim
 //! most of them match exactly (see [`super::index`]).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,15 +57,15 @@ pub struct PolicySet {
 impl PolicySet {
     /// Validates every document and the references between them. All or nothing: any error
     /// and no set is built.
-    pub fn compile(
-        issuers: &[IssuerDoc],
-        policies: &[TrustPolicyDoc],
+    pub fn compile<I: Borrow<IssuerDoc>, P: Borrow<TrustPolicyDoc>>(
+        issuers: &[I],
+        policies: &[P],
         limits: &Limits,
     ) -> Result<Self, Vec<DocError>> {
         let mut errors = Vec::new();
         let mut set = PolicySet::default();
         let mut regexes = RegexCache::default();
-        for doc in issuers {
+        for doc in issuers.iter().map(Borrow::borrow) {
             let fail = |field: Option<String>, reason: String| DocError {
                 kind: Kind::Issuer,
                 name: doc.name.clone(),
@@ -92,7 +93,7 @@ impl PolicySet {
                 Err((field, reason)) => errors.push(fail(Some(field), reason)),
             }
         }
-        for doc in policies {
+        for doc in policies.iter().map(Borrow::borrow) {
             let fail = |field: &str, reason: String| DocError {
                 kind: Kind::TrustPolicy,
                 name: doc.name.clone(),
@@ -104,7 +105,7 @@ impl PolicySet {
                 continue;
             }
             let Some(issuer) = set.issuers_by_name.get(&doc.issuer) else {
-                let exists = issuers.iter().any(|i| i.name == doc.issuer);
+                let exists = issuers.iter().any(|i| i.borrow().name == doc.issuer);
                 let why = if exists {
                     "names an invalid issuer"
                 } else {

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -69,12 +70,13 @@ impl SqliteStore {
 #[async_trait]
 impl Storage for SqliteStore {
     async fn documents(&self) -> Result<StoredDocuments, StorageError> {
-        let rows =
+        // Row by row: with 10,000 policies, all rows held at once (bodies and driver
+        // overhead) were most of the memory a restart peaked at.
+        let mut rows =
             sqlx::query("SELECT kind, name, body, updated_by FROM documents ORDER BY kind, name")
-                .fetch_all(&self.pool)
-                .await?;
+                .fetch(&self.pool);
         let mut docs = StoredDocuments::default();
-        for row in rows {
+        while let Some(row) = rows.try_next().await? {
             let kind: String = row.try_get("kind")?;
             let name: String = row.try_get("name")?;
             let body: String = row.try_get("body")?;

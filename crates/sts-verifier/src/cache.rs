@@ -41,10 +41,14 @@ pub(crate) struct CachePolicy {
 #[derive(Debug)]
 struct Cached {
     keys: Arc<KeySet>,
+    /// Last fetched or revalidated.
     fetched_at: Instant,
     ttl: Duration,
-    /// Where the keys came from and their entity tag, for revalidation.
+    /// Where the keys came from, when the document itself was last read (a 200), its
+    /// `max-age` and its entity tag: what revalidation needs.
     jwks_uri: Url,
+    read_at: Instant,
+    max_age: Option<Duration>,
     etag: Option<String>,
 }
 
@@ -142,28 +146,42 @@ impl KeyCache {
                 .insert(self.fetcher.discover(&self.issuer).await?)
                 .clone(),
         };
-        // An entity tag means something only for the resource it came from.
+        // An entity tag means something only for the resource it came from. And a 304
+        // renews keys without showing them, so renewals stop MAX_TTL after the document was
+        // last read: keys that anyone able to answer for the broker once served (with a
+        // copied tag) are kept no longer than a full fetch would have kept them.
         let held = held.filter(|h| h.jwks_uri == jwks_uri);
-        let etag = held.and_then(|h| h.etag.as_deref());
+        let etag = held
+            .filter(|h| h.read_at.elapsed() < MAX_TTL)
+            .and_then(|h| h.etag.as_deref());
+        let now = Instant::now();
         let fetched = match self.fetcher.jwks(&jwks_uri, etag).await {
             Ok(Jwks::Document { doc, max_age, etag }) => KeySet::from_jwks(&doc)
-                .map(|keys| (Arc::new(keys), max_age, etag))
+                .map(|keys| (Arc::new(keys), now, max_age, etag))
                 .map_err(|why| FetchError::Invalid(format!("{jwks_uri}: {why}"))),
+            // RFC 9111 §4.3.4: a 304 updates only the headers it carries.
             Ok(Jwks::NotModified { max_age }) => match held {
-                Some(h) => Ok((h.keys.clone(), max_age, h.etag.clone())),
+                Some(h) => Ok((
+                    h.keys.clone(),
+                    h.read_at,
+                    max_age.or(h.max_age),
+                    h.etag.clone(),
+                )),
                 None => Err(FetchError::Invalid(format!("{jwks_uri}: unasked 304"))),
             },
             Err(e) => Err(e),
         };
-        let (keys, max_age, etag) = fetched.inspect_err(|_| state.jwks_uri = None)?;
+        let (keys, read_at, max_age, etag) = fetched.inspect_err(|_| state.jwks_uri = None)?;
         let cooldown = self.policy.cooldown;
         Ok(Cached {
             keys,
-            fetched_at: Instant::now(),
+            fetched_at: now,
             ttl: max_age
                 .unwrap_or(self.policy.default_ttl)
                 .clamp(cooldown, MAX_TTL.max(cooldown)),
             jwks_uri,
+            read_at,
+            max_age,
             etag,
         })
     }

@@ -126,9 +126,7 @@ impl Fetcher {
                 .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
         };
         let max_age = header(CACHE_CONTROL).and_then(parse_max_age);
-        let etag = header(ETAG)
-            .filter(|e| e.len() <= MAX_ETAG_BYTES)
-            .map(str::to_owned);
+        let etag = header(ETAG).and_then(entity_tag).map(str::to_owned);
         // A 304 answers only a conditional request; unasked, it is an error like any other.
         if response.status() == StatusCode::NOT_MODIFIED && if_none_match.is_some() {
             return Ok(Response {
@@ -162,6 +160,17 @@ impl Fetcher {
     }
 }
 
+/// `value` when it is one well-formed entity tag (`"…"` or `W/"…"`, RFC 9110 §8.8.3) of
+/// bounded length. Anything else is not kept: sent back as `If-None-Match`, `*` matches every
+/// representation, so a server that once said `ETag: *` would have its keys renewed by 304s
+/// whatever the broker publishes later.
+fn entity_tag(value: &str) -> Option<&str> {
+    let opaque = value.strip_prefix("W/").unwrap_or(value);
+    let inner = opaque.strip_prefix('"')?.strip_suffix('"')?;
+    let etagc = |b: u8| b == 0x21 || (0x23..=0x7e).contains(&b);
+    (value.len() <= MAX_ETAG_BYTES && inner.bytes().all(etagc)).then_some(value)
+}
+
 /// `max-age=N` from a Cache-Control value; `no-store` and `no-cache` mean zero.
 fn parse_max_age(value: &str) -> Option<Duration> {
     value.split(',').map(str::trim).find_map(|directive| {
@@ -185,6 +194,26 @@ fn parse_max_age(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_single_well_formed_entity_tags_are_kept() {
+        assert_eq!(entity_tag("\"v1-abc\""), Some("\"v1-abc\""));
+        assert_eq!(entity_tag("W/\"x\""), Some("W/\"x\""));
+        assert_eq!(entity_tag("\"\""), Some("\"\""));
+        for bad in [
+            "*",
+            "v1",
+            "\"a",
+            "a\"",
+            "\"a\", \"b\"",
+            "\"a b\"",
+            "w/\"x\"",
+            "",
+        ] {
+            assert_eq!(entity_tag(bad), None, "{bad:?}");
+        }
+        assert_eq!(entity_tag(&format!("\"{}\"", "a".repeat(300))), None);
+    }
 
     #[test]
     fn max_age() {

@@ -22,11 +22,9 @@ COPY --from=build /usr/local/bin/sts-broker /usr/local/bin/sts-broker
 COPY policies /etc/sts-broker/policies
 USER 10001:10001
 WORKDIR /var/lib/sts-broker
-# MIMALLOC_PURGE_DELAY=0: freed memory goes back to the OS at once (README, Operations).
 ENV STS_BROKER_LISTEN=0.0.0.0:8080 \
     STS_BROKER_POLICIES_DIR=/etc/sts-broker/policies \
-    STS_BROKER_LOG_FORMAT=json \
-    MIMALLOC_PURGE_DELAY=0
+    STS_BROKER_LOG_FORMAT=json
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/sts-broker"]
 CMD ["serve"]

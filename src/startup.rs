@@ -60,6 +60,7 @@ impl Application {
         options: Options,
         store: Option<std::sync::Arc<dyn storage::Storage>>,
     ) -> anyhow::Result<Self> {
+        crate::memory::purge_freed_memory_promptly();
         apply_dev_mode(&mut config, options)?;
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -34,7 +34,7 @@ fn bench_smoke_prints_every_row() {
         "| CPU per exchange, broker ES256 ÷ ideal | ",
         "| broker ES256 vs ideal + durable audit (throughput, CPU) | ",
         "| many policies: throughput loss < 10% | ",
-        "| many policies: RSS < 50 MB | ",
+        "| many policies: RSS < 50 MB (after load; start-up peak shown) | ",
         "| p99 at 50% of peak ≤ 5 ms | ",
         "| audit group commit vs audit off (throughput, CPU) | ",
         "| cold path: first exchange (discovery + JWKS + key parsing) | ",

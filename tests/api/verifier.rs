@@ -126,6 +126,8 @@ struct FakeState {
     jwks_hits: AtomicUsize,
     /// JWKS requests answered 304 (a subset of `jwks_hits`).
     not_modified: AtomicUsize,
+    /// Answer 304s without `Cache-Control` (as some servers do).
+    bare_304: AtomicBool,
 }
 
 impl FakeBroker {
@@ -140,6 +142,7 @@ impl FakeBroker {
             discovery_hits: AtomicUsize::new(0),
             jwks_hits: AtomicUsize::new(0),
             not_modified: AtomicUsize::new(0),
+            bare_304: AtomicBool::new(false),
         });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
@@ -203,10 +206,11 @@ async fn fake_jwks(req: HttpRequest, state: web::Data<FakeState>) -> HttpRespons
         .is_some_and(|v| v.as_bytes() == etag.as_bytes())
     {
         state.not_modified.fetch_add(1, Ordering::SeqCst);
-        return HttpResponse::NotModified()
-            .insert_header(("cache-control", cache_control))
-            .insert_header(("etag", etag))
-            .finish();
+        let mut not_modified = HttpResponse::NotModified();
+        if !state.bare_304.load(Ordering::SeqCst) {
+            not_modified.insert_header(("cache-control", cache_control));
+        }
+        return not_modified.insert_header(("etag", etag)).finish();
     }
     HttpResponse::Ok()
         .insert_header(("cache-control", cache_control))
@@ -319,6 +323,35 @@ async fn expired_keys_are_revalidated_by_etag() {
         InvalidToken::UnknownKey,
         "the withdrawn key is gone"
     );
+}
+
+/// RFC 9111 §4.3.4: a 304 updates only the headers it carries, so one without
+/// `Cache-Control` keeps the document's `max-age` rather than falling back to the default.
+#[tokio::test]
+async fn a_bare_304_keeps_the_documents_max_age() {
+    let fake = FakeBroker::start("max-age=1").await;
+    fake.state.bare_304.store(true, Ordering::SeqCst);
+    let key = new_key();
+    fake.publish(&[&key]);
+    let verifier = Arc::new(
+        Verifier::builder(&fake.url)
+            .audience(DEPLOY)
+            .refetch_cooldown(Duration::ZERO)
+            .default_cache_ttl(Duration::from_secs(3600))
+            .build()
+            .unwrap(),
+    );
+    let token = fake.token(&key);
+    verifier.verify(&token).await.unwrap();
+    let second = Duration::from_millis(1100);
+    tokio::time::sleep(second).await;
+    verifier.verify(&token).await.unwrap();
+    assert_eq!(fake.state.not_modified.load(Ordering::SeqCst), 1);
+    // Still fresh for one second only, not for the default hour.
+    tokio::time::sleep(second).await;
+    verifier.verify(&token).await.unwrap();
+    assert_eq!(fake.state.not_modified.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.hits(), (1, 3));
 }
 
 #[tokio::test]

@@ -17,6 +17,10 @@ pub const CONFIG_PATH_ENV: &str = "STS_BROKER_CONFIG";
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "STS_BROKER_";
 
+/// The largest `clock_leeway`. Replay protection keeps a `jti` an hour past the token's
+/// `exp`; a leeway within this bound keeps every token it still accepts inside that window.
+pub const MAX_CLOCK_LEEWAY: Duration = Duration::from_secs(300);
+
 /// A secret value: printed as `***` by `Debug` so it cannot reach a log by accident.
 #[derive(Clone, Serialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -177,7 +181,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Accept `http://127.0.0.1…` / `http://localhost…` issuer URLs (tests, dev).
     pub allow_insecure_loopback_issuers: bool,
-    /// Clock-skew leeway for inbound `exp`/`nbf`/`iat`.
+    /// Clock-skew leeway for inbound `exp`/`nbf`/`iat`, at most [`MAX_CLOCK_LEEWAY`].
     pub clock_leeway: HumanDuration,
     /// Least time between two JWKS refetches of one issuer triggered by an unknown `kid`.
     pub jwks_refetch_cooldown: HumanDuration,
@@ -291,6 +295,14 @@ impl Config {
                 self.default_ttl, self.max_ttl
             ));
         }
+        if self.clock_leeway.0 > MAX_CLOCK_LEEWAY {
+            return bad(format!(
+                "clock_leeway ({}) exceeds {}: a token accepted that long after its exp could \
+                 be replayed once its jti is forgotten",
+                humantime::format_duration(self.clock_leeway.0),
+                humantime::format_duration(MAX_CLOCK_LEEWAY)
+            ));
+        }
         let issuer = self.issuer_url();
         match url::Url::parse(&issuer) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
@@ -350,6 +362,18 @@ fn read_secret_file(path: &Path, key: &str) -> Result<Secret, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_leeway_is_bounded() {
+        let with = |secs| Config {
+            clock_leeway: HumanDuration(Duration::from_secs(secs)),
+            ..Config::default()
+        };
+        assert!(with(300).validate().is_ok());
+        let err = with(301).validate().unwrap_err().to_string();
+        assert!(err.contains("clock_leeway"), "{err}");
+        assert!(with(7200).validate().is_err());
+    }
 
     #[test]
     fn secrets_never_show_in_debug() {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::broker::Broker;
-use crate::exchange::{ExchangeError, ExchangeRequest, PolicyTrace, decide};
+use crate::exchange::{ExchangeError, ExchangeRequest, PolicyTrace, Trace, decide};
 
 /// The decision and its reasons.
 #[derive(Debug, Serialize)]
@@ -42,8 +42,9 @@ impl Broker {
                 };
             }
         };
-        let mut trace = Vec::new();
+        let mut trace = Trace::complete();
         let result = decide(&set, &token, req, Some(&mut trace));
+        let trace = trace.into_policies();
         let inbound = Some(
             json!({"iss": token.issuer.url, "issuer": token.issuer.name, "sub": token.subject, "jti": token.jti}),
         );

@@ -1,8 +1,10 @@
 //! The audit trail: one record per exchange, allowed or denied, written before the answer.
 
+mod bounds;
 mod spool;
 mod writer;
 
+pub use bounds::{AUDIENCE_BYTES, IDENTIFIER_BYTES, SCOPE_BYTES, SCOPES, SUBJECT_BYTES, clip};
 pub use spool::Spool;
 pub use writer::{AuditError, AuditWriter, SpoolPolicy};
 

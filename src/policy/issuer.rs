@@ -104,10 +104,19 @@ impl Issuer {
     }
 }
 
+/// Any userinfo, even an empty one: the parser drops `https://:@host`'s, so the written
+/// authority is checked too.
+fn has_userinfo(text: &str, url: &url::Url) -> bool {
+    let authority = text.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    !url.username().is_empty() || url.password().is_some() || authority.contains('@')
+}
+
 /// Only https issuers are fetched; plain http only for loopback, and only when allowed.
 fn check_issuer_url(text: &str, allow_loopback_http: bool) -> Result<(), String> {
     let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+    if url.query().is_some() || url.fragment().is_some() || has_userinfo(text, &url) {
         return Err(format!(
             "{text:?}: an issuer URL has no query, fragment or credentials"
         ));
@@ -146,5 +155,10 @@ mod tests {
         assert!(check_issuer_url("http://127.0.0.1.evil.com", true).is_err());
         assert!(check_issuer_url("https://a.example/?x=1", false).is_err());
         assert!(check_issuer_url("file:///etc/passwd", true).is_err());
+        // Userinfo of any shape: credentials in a URL end up in logs and documents.
+        assert!(check_issuer_url("https://:pw@a.example", false).is_err());
+        assert!(check_issuer_url("https://user@a.example", false).is_err());
+        assert!(check_issuer_url("https://user:pw@a.example", false).is_err());
+        assert!(check_issuer_url("https://:@a.example", false).is_err());
     }
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use regex::{Regex, RegexBuilder};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use serde_json::Value;
 
 use super::document::MatcherDoc;
@@ -283,36 +284,24 @@ fn close(atoms: &[Atom], states: &mut [bool]) {
     }
 }
 
-/// The literal text a regex must start with. Conservative: any alternation anywhere, or any
-/// construct not understood, ends the prefix (or empties it).
+/// The literal text every match of a regex starts with (for owner pins), from the parsed
+/// pattern rather than its text: a quantifier, a group or an alternation anywhere changes
+/// what the text before it means (`repo:acme/+*` is `repo:acme` then any number of `/`).
+/// The prefix extractor yields literals of which every match starts with one; their common
+/// prefix is what every match starts with. Anything it cannot bound yields no prefix.
 fn regex_literal_prefix(pattern: &str) -> String {
-    if pattern.contains('|') {
+    let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
         return String::new();
+    };
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let bytes = seq.longest_common_prefix().unwrap_or_default();
+    // The extractor cuts long literals by bytes; keep only whole characters.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()])
+            .unwrap_or_default()
+            .to_owned(),
     }
-    let mut out = String::new();
-    let mut chars = pattern.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(e) if e.is_ascii_punctuation() => out.push(e),
-                _ => break,
-            },
-            '.' | '[' | ']' | '(' | ')' | '*' | '+' | '?' | '{' | '}' | '^' | '$' => {
-                // A quantifier makes the previous character optional or repeated.
-                if matches!(c, '*' | '?' | '{') {
-                    out.pop();
-                }
-                break;
-            }
-            other => {
-                if matches!(chars.peek(), Some('*' | '?' | '{')) {
-                    break;
-                }
-                out.push(other);
-            }
-        }
-    }
-    out
 }
 
 fn common_prefix(values: &[String]) -> String {
@@ -335,6 +324,7 @@ fn common_prefix(values: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
     use serde_json::json;
 
     fn m(doc: MatcherDoc) -> Matcher {
@@ -467,6 +457,24 @@ mod tests {
         );
         assert_eq!(p(MatcherDoc::Regex(r"repo:acmes?/x".into())), "repo:acme");
         assert_eq!(p(MatcherDoc::Regex(r"repo:acme/x|.*".into())), "");
+        // A quantifier ends the prefix and takes the character it applies to with it.
+        for bypass in [
+            "repo:acme/+*.*",
+            "repo:acme/+{0}.*",
+            "repo:acme/{0,}.*",
+            "repo:acme/*.*",
+            "repo:acme/?.*",
+            "repo:acme(/)?.*",
+            "repo:acme/{0,3}.*",
+        ] {
+            assert_eq!(p(MatcherDoc::Regex(bypass.into())), "repo:acme", "{bypass}");
+        }
+        assert_eq!(p(MatcherDoc::Regex(r"repo:acme/+.*".into())), "repo:acme/");
+        assert_eq!(
+            p(MatcherDoc::Regex(r"(repo:acme/a|repo:acme/b).*".into())),
+            "repo:acme/"
+        );
+        assert_eq!(p(MatcherDoc::Regex(r"(?i)repo:acme/.*".into())), "");
         assert_eq!(
             p(MatcherDoc::OneOf(vec![
                 "repo:acme/a".into(),
@@ -506,6 +514,78 @@ mod tests {
                 reference(&glob).is_match(&value),
                 "glob {:?} on {:?}", glob, value
             );
+        }
+    }
+
+    /// A regex built of pieces that make prefix analysis hard: literals with and without
+    /// quantifiers (which apply to their last character), groups, classes and alternations.
+    fn tricky_regex() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let atom = prop::sample::select(vec![
+            "repo",
+            ":",
+            "acme",
+            "/",
+            "-",
+            "evil",
+            "x",
+            ".",
+            "[a-z]",
+            "(acme|evil)",
+            "(/|-)",
+            "(repo:acme/)",
+            r"\.",
+            "[/:]",
+        ]);
+        let quantifier = prop::sample::select(vec![
+            "", "", "", "+", "*", "?", "{0}", "{0,}", "{1,2}", "+?", "*?", "{0,1}",
+            // Stacked: the outer one may undo the inner's "at least one".
+            "+*", "+{0}", "+?", "{1}{0,}", "{2}?",
+        ]);
+        let piece = (atom, quantifier).prop_map(|(a, q)| format!("{a}{q}"));
+        (
+            prop::bool::ANY,
+            prop::collection::vec(piece, 1..8),
+            prop::bool::ANY,
+        )
+            .prop_map(|(lead, pieces, tail)| {
+                let mut re = if lead {
+                    "repo:acme/".to_owned()
+                } else {
+                    String::new()
+                };
+                re.push_str(&pieces.concat());
+                if tail {
+                    re.push_str(".*");
+                }
+                re
+            })
+    }
+
+    proptest::proptest! {
+        /// Whatever the regex, every value it matches starts with its literal prefix; so a
+        /// regex judged to pin an owner admits no value of another owner.
+        #[test]
+        fn every_regex_match_starts_with_its_literal_prefix(
+            (pattern, values) in tricky_regex().prop_flat_map(|re| {
+                let values = proptest::string::string_regex(&re).unwrap();
+                (proptest::strategy::Just(re), proptest::collection::vec(values, 16))
+            })
+        ) {
+            let matcher = m(MatcherDoc::Regex(pattern.clone()));
+            let prefix = matcher.literal_prefix().into_owned();
+            for value in values {
+                proptest::prop_assert!(matcher.matches(&json!(value)), "{:?} generated {:?}", pattern, value);
+                proptest::prop_assert!(
+                    value.starts_with(&prefix),
+                    "{:?} matches {:?}, which does not start with {:?}", pattern, value, prefix
+                );
+            }
+            for other in ["repo:acme-evil/x", "repo:acmeevil/x", "repo:acm/x", "repo:evil/acme/x"] {
+                if prefix.starts_with("repo:acme/") {
+                    proptest::prop_assert!(!matcher.matches(&json!(other)), "{:?} admits {:?}", pattern, other);
+                }
+            }
         }
     }
 

@@ -330,6 +330,20 @@ mod tests {
     }
 
     #[test]
+    fn a_quantified_separator_does_not_pin_the_owner() {
+        let pins = |re: &str| {
+            let m =
+                Matcher::compile(&super::super::document::MatcherDoc::Regex(re.into())).unwrap();
+            owner_part_is_literal(&m.literal_prefix())
+        };
+        for bypass in ["repo:acme/+*.*", "repo:acme/+{0}.*", "repo:acme/{0,}.*"] {
+            assert!(!pins(bypass), "{bypass} must not pin the owner");
+        }
+        assert!(pins("repo:acme/.*"));
+        assert!(pins("repo:acme/(api|web):.*"));
+    }
+
+    #[test]
     fn scope_tokens() {
         assert!(is_scope_token("deploy:write"));
         assert!(!is_scope_token("a b"));

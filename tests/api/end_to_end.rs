@@ -24,7 +24,7 @@ fn free_port() -> u16 {
 }
 
 /// Kills the child when the test ends, however it ends.
-struct Running(Child);
+pub struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -43,9 +43,22 @@ async fn wait_until_up(url: &str) {
 
 /// `sts-broker serve` as a process on a free port, with the test policies; its URL.
 async fn start_broker(idp: &FakeIdp, dir: &std::path::Path) -> (Running, String) {
+    start_broker_with(idp, dir, POLICIES).await
+}
+
+/// [`start_broker`] with these policies (`{IDP}` is replaced by the fake issuer's URL).
+pub async fn start_broker_with(
+    idp: &FakeIdp,
+    dir: &std::path::Path,
+    policy_text: &str,
+) -> (Running, String) {
     let policies = dir.join("policies");
     std::fs::create_dir(&policies).unwrap();
-    std::fs::write(policies.join("p.yaml"), POLICIES.replace("{IDP}", &idp.url)).unwrap();
+    std::fs::write(
+        policies.join("p.yaml"),
+        policy_text.replace("{IDP}", &idp.url),
+    )
+    .unwrap();
     let broker_port = free_port();
     let broker_url = format!("http://127.0.0.1:{broker_port}");
     let config = dir.join("sts-broker.toml");

@@ -8,6 +8,7 @@ mod cli;
 mod end_to_end;
 mod exchange;
 mod fuzz;
+mod hardening;
 mod helpers;
 mod hostile;
 mod keys;

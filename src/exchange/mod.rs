@@ -5,14 +5,27 @@ use crate::metrics::{ExchangeLabels, LimitLabels};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::audit::{AuditEvent, Decision};
+use crate::audit::{
+    AUDIENCE_BYTES, AuditEvent, Decision, IDENTIFIER_BYTES, SCOPE_BYTES, SCOPES, SUBJECT_BYTES,
+    clip,
+};
 use crate::broker::Broker;
 use crate::inbound::{InboundError, Validated};
 use crate::policy::trust::Rendered;
 use crate::policy::{Check, PolicySet, TrustPolicy};
+
+mod trace;
+
+/// How long a consumed `jti` is remembered past its token's `exp`.
+const JTI_RETENTION_PAST_EXP: i64 = 3600;
+const _: () = assert!(
+    JTI_RETENTION_PAST_EXP > crate::config::MAX_CLOCK_LEEWAY.as_secs() as i64,
+    "a jti must be remembered for as long as its token can be accepted"
+);
+
+pub use trace::{PolicyTrace, Trace};
 
 /// What the client asked for.
 #[derive(Debug, Clone, Default)]
@@ -97,18 +110,6 @@ impl ExchangeError {
     }
 }
 
-/// How one policy judged one token (for explanations and the audit trail).
-#[derive(Debug, Clone, Serialize)]
-pub struct PolicyTrace {
-    /// The policy.
-    pub policy: String,
-    /// `selected`, `not_admitted`, `audience_not_granted`, `audience_required`,
-    /// `scope_not_granted`.
-    pub outcome: &'static str,
-    /// Every check with its result.
-    pub checks: Vec<Check>,
-}
-
 /// The policy chosen and what it grants this request.
 #[derive(Debug)]
 pub struct Decided {
@@ -124,13 +125,13 @@ pub struct Decided {
 
 /// Chooses the policy for a validated token. With `policy`, only that one is evaluated;
 /// otherwise policies of the token's issuer are tried in name order and the first that
-/// admits the token and can grant the audience and scopes wins. With `trace`, every
-/// candidate's checks are recorded (the admin explanation runs this same code).
+/// admits the token and can grant the audience and scopes wins. With `trace`, checks are
+/// recorded (the admin explanation and the audit record of a denial run this same code).
 pub fn decide(
     set: &PolicySet,
     token: &Validated,
     req: &ExchangeRequest,
-    mut trace: Option<&mut Vec<PolicyTrace>>,
+    mut trace: Option<&mut Trace>,
 ) -> Result<Decided, ExchangeError> {
     let issuer = &token.issuer.name;
     let candidates: Box<dyn Iterator<Item = &Arc<TrustPolicy>>> = match &req.policy {
@@ -140,24 +141,25 @@ pub fn decide(
         },
         // Explanations show every policy of the issuer; the exchange needs only those
         // the index says could admit the token (the same first match either way).
-        None if trace.is_some() => Box::new(set.policies_for(issuer).iter()),
+        None if trace.as_ref().is_some_and(|t| t.every_policy()) => {
+            Box::new(set.policies_for(issuer).iter())
+        }
         None => set.candidates(issuer, &token.claims),
     };
     let mut failure = None;
     for policy in candidates {
-        let mut checks = trace.as_ref().map(|_| Vec::new());
+        let mut checks = trace
+            .as_ref()
+            .filter(|t| t.wants_checks())
+            .map(|_| Vec::new());
         let outcome = judge(policy, token, req, checks.as_mut());
-        if let (Some(t), Some(checks)) = (trace.as_deref_mut(), checks) {
-            let name = match &outcome {
+        if let Some(t) = trace.as_deref_mut() {
+            let code = match &outcome {
                 Ok(_) => "selected",
                 Err(Some(e)) => e.code(),
                 Err(None) => "not_admitted",
             };
-            t.push(PolicyTrace {
-                policy: policy.name.clone(),
-                outcome: name,
-                checks,
-            });
+            t.record(&policy.name, code, checks);
         }
         match outcome {
             Ok(decided) => return Ok(decided),
@@ -202,16 +204,23 @@ fn judge(
     })
 }
 
-/// The policy a denial is recorded under, so that audit queries by policy show it: the
-/// first that admitted the token but could not grant the audience or scopes asked. Only a
-/// policy that admitted the token: a policy the client merely named (kept in the record's
-/// detail) would let anyone holding a token of the issuer file denials, and metrics,
-/// under any of its policies.
-fn denying_policy(trace: &[PolicyTrace]) -> Option<String> {
-    trace
-        .iter()
-        .find(|t| t.outcome != "not_admitted")
-        .map(|t| t.policy.clone())
+/// What the client asked for, as recorded: within the record's bounds, since a request
+/// body may hold up to 64 KiB of audience and scopes.
+fn request_detail(req: &ExchangeRequest) -> Value {
+    let audience = req.audience.as_deref().map(|a| clip(a, AUDIENCE_BYTES));
+    let scope = req.scopes.as_ref().map(|scopes| {
+        let mut kept: Vec<Value> = scopes
+            .iter()
+            .take(SCOPES)
+            .map(|s| clip(s, SCOPE_BYTES).into())
+            .collect();
+        if scopes.len() > SCOPES {
+            kept.push(format!("…[truncated {} scopes]", scopes.len() - SCOPES).into());
+        }
+        kept
+    });
+    let policy = req.policy.as_deref().map(|p| clip(p, IDENTIFIER_BYTES));
+    json!({"audience": audience, "scope": scope, "policy": policy})
 }
 
 impl Broker {
@@ -237,7 +246,7 @@ impl Broker {
             inbound_jti: None,
             issued_jti: None,
             issued_exp: None,
-            detail: json!({"audience": req.audience, "scope": req.scopes, "policy": req.policy}),
+            detail: request_detail(req),
         };
         let result = self.try_exchange(&set, req, ctx, &mut event).await;
         match &result {
@@ -287,14 +296,19 @@ impl Broker {
             Ok(t) => t,
             Err(e) => {
                 if let InboundError::UnknownIssuer { iss } = &e {
-                    event.inbound_iss = iss.as_ref().map(|i| i.chars().take(256).collect());
+                    event.inbound_iss = iss
+                        .as_deref()
+                        .map(|i| clip(i, IDENTIFIER_BYTES).into_owned());
                 }
                 return Err(e.into());
             }
         };
         event.inbound_iss = Some(token.issuer.url.clone());
-        event.inbound_sub = Some(token.subject.clone());
-        event.inbound_jti = token.jti.clone();
+        event.inbound_sub = Some(clip(&token.subject, SUBJECT_BYTES).into_owned());
+        event.inbound_jti = token
+            .jti
+            .as_deref()
+            .map(|j| clip(j, IDENTIFIER_BYTES).into_owned());
         if let Some(limiter) = &self.rate_limits.per_subject {
             let key = format!("{}\n{}", token.issuer.url, token.subject);
             limiter.check(&key).map_err(|wait| {
@@ -308,15 +322,24 @@ impl Broker {
         let decided = match decide(set, &token, req, None) {
             Ok(d) => d,
             Err(e) => {
-                // The slow path, only on denial: record why, per policy, for admins.
-                let mut trace = Vec::new();
+                // The slow path, only on denial: record why, per policy, for admins, within
+                // the record's bounds (explain recomputes the complete trace on demand).
+                let mut trace = Trace::bounded();
                 let _ = decide(set, &token, req, Some(&mut trace));
-                event.policy = denying_policy(&trace);
-                event.detail["trace"] = serde_json::to_value(&trace).unwrap_or_default();
+                event.policy = trace.denying_policy().map(str::to_owned);
+                if trace.omitted() > 0 {
+                    event.detail["trace_omitted"] = trace.omitted().into();
+                }
+                event.detail["trace"] = serde_json::to_value(trace.policies()).unwrap_or_default();
                 return Err(e);
             }
         };
         event.policy = Some(decided.policy.name.clone());
+        if token.exp <= ctx.now {
+            // Accepted within the clock leeway, but an issued token may not outlive it, and
+            // one that is expired at birth is of no use.
+            return Err(InboundError::Claims("is expired").into());
+        }
         self.consume_jti(&token).await?;
         let (issued, jti, exp) = self.mint(&token, &decided, ctx.now)?;
         event.issued_jti = Some(jti);
@@ -325,7 +348,8 @@ impl Broker {
     }
 
     /// With replay protection, a `jti` is exchanged once; it is remembered past the token's
-    /// `exp` by an hour, longer than any clock leeway could still accept it.
+    /// `exp` by an hour, longer than any clock leeway could still accept it (the leeway is
+    /// at most [`crate::config::MAX_CLOCK_LEEWAY`]).
     async fn consume_jti(&self, token: &Validated) -> Result<(), ExchangeError> {
         if !token.issuer.replay_protection {
             return Ok(());
@@ -335,7 +359,7 @@ impl Broker {
         };
         match self
             .store
-            .consume_jti(&token.issuer.url, jti, token.exp + 3600)
+            .consume_jti(&token.issuer.url, jti, token.exp + JTI_RETENTION_PAST_EXP)
             .await
         {
             Ok(true) => Ok(()),
@@ -359,7 +383,8 @@ impl Broker {
             .ttl
             .unwrap_or(self.lifetimes.default_ttl)
             .min(self.lifetimes.max_ttl);
-        let exp = now + ttl.as_secs() as i64;
+        // Never past the subject token's own exp: an exchange must not extend a credential.
+        let exp = (now + ttl.as_secs() as i64).min(token.exp);
         let jti = uuid::Uuid::new_v4().to_string();
         let scope = decided.scopes.join(" ");
         let mut claims: Map<String, Value> = decided.rendered.claims.clone();

@@ -33,7 +33,7 @@ pub struct DevTokenRequest {
     /// Extra claims, overriding the defaults.
     #[serde(default)]
     pub claims: Map<String, Value>,
-    /// Lifetime in seconds (default 600, at most 3600).
+    /// Lifetime in seconds (default 3600, at most 3600: an issued token never outlives it).
     pub ttl_seconds: Option<i64>,
 }
 
@@ -78,7 +78,7 @@ impl DevIdp {
 
     /// Mints a development token.
     pub fn mint(&self, req: DevTokenRequest, now: i64) -> Result<String, KeyError> {
-        let ttl = req.ttl_seconds.unwrap_or(600).clamp(1, MAX_DEV_TTL);
+        let ttl = req.ttl_seconds.unwrap_or(MAX_DEV_TTL).clamp(1, MAX_DEV_TTL);
         let mut claims = json!({
             "iss": self.issuer,
             "sub": req.sub.unwrap_or_else(|| "repo:acme/api:ref:refs/heads/main".into()),

@@ -181,7 +181,7 @@ impl FakeIdp {
             "sub": "repo:acme/api:ref:refs/heads/main",
             "iat": now,
             "nbf": now,
-            "exp": now + 300,
+            "exp": now + 3600,
             "jti": uuid::Uuid::new_v4().to_string(),
             "repository": "acme/api",
             "repository_id": "1001",

@@ -3,14 +3,20 @@
 //! Unknown keys are refused so that a typo (`max_tll`) cannot silently leave a default in
 //! force. Secrets are wrapped in [`Secret`], whose `Debug` never shows the value.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
+
+pub use crate::duration::HumanDuration;
+pub use crate::mint::SigningAlgorithm;
+pub use crate::mint::sealing::Kek;
+pub use crate::ratelimit::RateSetting;
+pub use crate::secret::Secret;
+pub use crate::trusted_proxies::TrustedProxies;
 
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_PATH_ENV: &str = "STS_BROKER_CONFIG";
@@ -20,55 +26,6 @@ pub const ENV_PREFIX: &str = "STS_BROKER_";
 /// The largest `clock_leeway`. Replay protection keeps a `jti` an hour past the token's
 /// `exp`; a leeway within this bound keeps every token it still accepts inside that window.
 pub const MAX_CLOCK_LEEWAY: Duration = Duration::from_secs(300);
-
-/// A secret value: printed as `***` by `Debug` so it cannot reach a log by accident.
-#[derive(Clone, Serialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        scalar_string(d).map(Secret)
-    }
-}
-
-/// Environment values arrive typed (`0` is a number, `true` a boolean): text settings take
-/// any scalar as its text, so `STS_BROKER_RATE_LIMIT_PER_CLIENT=0` means `"0"`.
-fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Str(String),
-        Int(i64),
-        UInt(u64),
-        Float(f64),
-        Bool(bool),
-    }
-    Ok(match Scalar::deserialize(d)? {
-        Scalar::Str(s) => s,
-        Scalar::Int(i) => i.to_string(),
-        Scalar::UInt(u) => u.to_string(),
-        Scalar::Float(f) => f.to_string(),
-        Scalar::Bool(b) => b.to_string(),
-    })
-}
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret itself; call only where it is used, never to log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -80,53 +37,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Algorithm the broker signs its own tokens with.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
-pub enum SigningAlgorithm {
-    /// ECDSA P-256 with SHA-256 (default: small, fast).
-    ES256,
-    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys.
-    RS256,
-    /// Ed25519.
-    EdDSA,
-}
-
-impl SigningAlgorithm {
-    /// The JOSE `alg` name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ES256 => "ES256",
-            Self::RS256 => "RS256",
-            Self::EdDSA => "EdDSA",
-        }
-    }
-}
-
-/// A duration written as humans do (`15m`, `30d`, `1h 30m`).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HumanDuration(pub Duration);
-
-impl fmt::Debug for HumanDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-impl Serialize for HumanDuration {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim())
-            .map(HumanDuration)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
-    }
-}
-
 /// The whole configuration. Every field is documented in the README's table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,7 +45,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The broker's own `iss` and the public base URL of its discovery documents.
     /// Defaults to `http://<listen>`.
-    pub issuer_url: Option<String>,
+    pub issuer_url: Option<PublicUrl>,
     /// `sqlite://…` (embedded default).
     pub database_url: Secret,
     /// Folder of YAML policy documents applied at start.
@@ -155,7 +65,7 @@ pub struct Config {
     /// PEM private key for HTTPS.
     pub tls_key_file: Option<PathBuf>,
     /// 32 random bytes, base64: encrypts signing keys at rest.
-    pub key_encryption_key: Option<Secret>,
+    pub key_encryption_key: Option<Kek>,
     /// File holding the key-encryption key.
     pub key_encryption_key_file: Option<PathBuf>,
     /// Folder for a local audit spool used while the database is unreachable (unset: fail
@@ -169,14 +79,12 @@ pub struct Config {
     /// max-age`); a new key is published at least this long before it signs.
     pub jwks_max_age: HumanDuration,
     /// Per client address, e.g. `100/s`; `0` turns it off.
-    #[serde(deserialize_with = "scalar_string")]
-    pub rate_limit_per_client: String,
+    pub rate_limit_per_client: RateSetting,
     /// Per (issuer, subject), e.g. `600/m`; `0` turns it off.
-    #[serde(deserialize_with = "scalar_string")]
-    pub rate_limit_per_subject: String,
+    pub rate_limit_per_subject: RateSetting,
     /// Reverse proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` names the
     /// client; empty: the TCP peer is the client.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: TrustedProxies,
     /// `text` or `json`.
     pub log_format: LogFormat,
     /// Accept `http://127.0.0.1…` / `http://localhost…` issuer URLs (tests, dev).
@@ -211,9 +119,9 @@ impl Default for Config {
             database_outage_grace: HumanDuration(Duration::from_secs(300)),
             key_rotation_period: HumanDuration(Duration::from_secs(30 * 86400)),
             jwks_max_age: HumanDuration(Duration::from_secs(300)),
-            rate_limit_per_client: "0".into(),
-            rate_limit_per_subject: "0".into(),
-            trusted_proxies: Vec::new(),
+            rate_limit_per_client: RateSetting::OFF,
+            rate_limit_per_subject: RateSetting::OFF,
+            trusted_proxies: TrustedProxies::default(),
             log_format: LogFormat::Text,
             allow_insecure_loopback_issuers: false,
             clock_leeway: HumanDuration(Duration::from_secs(60)),
@@ -279,7 +187,11 @@ impl Config {
         if self.key_encryption_key.is_none()
             && let Some(file) = &self.key_encryption_key_file
         {
-            self.key_encryption_key = Some(read_secret_file(file, "key_encryption_key_file")?);
+            let text = read_secret_file(file, "key_encryption_key_file")?;
+            let kek = Kek::parse(&text).map_err(|e| {
+                ConfigError::Invalid(format!("key_encryption_key_file {}: {e}", file.display()))
+            })?;
+            self.key_encryption_key = Some(kek);
         }
         Ok(())
     }
@@ -303,21 +215,6 @@ impl Config {
                 humantime::format_duration(MAX_CLOCK_LEEWAY)
             ));
         }
-        let issuer = self.issuer_url();
-        match url::Url::parse(&issuer) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
-            _ => return bad(format!("issuer_url {issuer:?} is not an http(s) URL")),
-        }
-        if issuer.ends_with('/') {
-            return bad(format!("issuer_url {issuer:?} must not end with '/'"));
-        }
-        crate::ratelimit::RateLimits::from_config(
-            &self.rate_limit_per_client,
-            &self.rate_limit_per_subject,
-        )
-        .map_err(ConfigError::Invalid)?;
-        crate::http::client_addr::TrustedProxies::parse(&self.trusted_proxies)
-            .map_err(ConfigError::Invalid)?;
         if self.jwks_max_age.0.is_zero() || self.jwks_max_age.0 > Duration::from_secs(86400) {
             return bad("jwks_max_age must be between 1s and 24h".into());
         }
@@ -327,10 +224,6 @@ impl Config {
                  that long before it signs",
                 self.key_rotation_period, self.jwks_max_age
             ));
-        }
-        if let Some(kek) = &self.key_encryption_key {
-            crate::mint::sealing::Kek::parse(kek)
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         if let Some(token) = &self.admin_token
             && token.expose().len() < 16
@@ -342,14 +235,53 @@ impl Config {
 
     /// The broker's `iss`: `issuer_url`, or `http://<listen>` when unset.
     pub fn issuer_url(&self) -> String {
-        self.issuer_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+        match &self.issuer_url {
+            Some(url) => url.as_str().to_owned(),
+            None => format!("http://{}", self.listen),
+        }
     }
 
     /// True when the configured database is the embedded SQLite one.
     pub fn is_sqlite(&self) -> bool {
         self.database_url.expose().starts_with("sqlite:")
+    }
+}
+
+/// The broker's public base URL (`issuer_url`): http(s), without query, fragment, userinfo
+/// or a trailing `/` (the `iss` of every issued token is exactly this text, and relying
+/// parties compare it exactly).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// Checks `text`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| Err(format!("issuer_url {text:?} {why}"));
+        match url::Url::parse(text) {
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => bad("is not an http(s) URL"),
+            Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+                bad("must not have a query or fragment")
+            }
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                bad("must not hold a user or password")
+            }
+            Ok(_) if text.ends_with('/') => bad("must not end with '/'"),
+            Ok(_) => Ok(Self(text.to_owned())),
+            Err(_) => bad("is not an http(s) URL"),
+        }
+    }
+
+    /// The URL as configured.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -386,19 +318,12 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_as_humans_write_them() {
-        let d: HumanDuration = serde_json::from_str("\"30d\"").unwrap();
-        assert_eq!(d.0, Duration::from_secs(30 * 86400));
-        assert!(serde_json::from_str::<HumanDuration>("\"soon\"").is_err());
-    }
-
-    #[test]
     fn numeric_environment_values_are_text() {
         let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(
             "rate_limit_per_client = 0\nadmin_token = 1234567890123456789",
         ));
         let config: Config = figment.extract().unwrap();
-        assert_eq!(config.rate_limit_per_client, "0");
+        assert_eq!(config.rate_limit_per_client, RateSetting::OFF);
         assert_eq!(config.admin_token.unwrap().expose(), "1234567890123456789");
     }
 
@@ -408,19 +333,43 @@ mod tests {
             Figment::from(Serialized::defaults(Config::default()))
                 .merge(Toml::string(toml))
                 .extract::<Config>()
-                .unwrap()
+                .map_err(|e| e.to_string())
         };
-        let config = load("trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::1\"]");
-        assert_eq!(config.trusted_proxies, ["10.0.0.0/8", "2001:db8::1"]);
-        assert!(config.validate().is_ok());
-        let err = load("trusted_proxies = [\"10.0.0.0/40\"]")
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let config = load("trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::1\"]").unwrap();
+        assert_eq!(
+            config.trusted_proxies,
+            TrustedProxies::parse(&["10.0.0.0/8", "2001:db8::1"]).unwrap()
+        );
+        let err = load("trusted_proxies = [\"10.0.0.0/40\"]").unwrap_err();
         assert!(
             err.contains("trusted_proxies") && err.contains("10.0.0.0/40"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn settings_are_typed_once_and_a_bad_one_names_its_key() {
+        let load = |toml: &str| {
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(toml))
+                .extract::<Config>()
+                .map_err(|e| e.to_string())
+        };
+        for (toml, key) in [
+            ("rate_limit_per_client = \"fast\"", "rate_limit_per_client"),
+            ("key_encryption_key = \"c2hvcnQ=\"", "key_encryption_key"),
+            ("issuer_url = \"https://sts.example/\"", "issuer_url"),
+            ("issuer_url = \"https://u:p@sts.example\"", "issuer_url"),
+            ("issuer_url = \"ftp://sts.example\"", "issuer_url"),
+        ] {
+            let err = load(toml).unwrap_err();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let config =
+            load("rate_limit_per_subject = \"600/m\"\nissuer_url = \"https://sts.example\"")
+                .unwrap();
+        assert_eq!(config.rate_limit_per_subject.to_string(), "600/m");
+        assert_eq!(config.issuer_url(), "https://sts.example");
     }
 
     #[test]

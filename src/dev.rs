@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::config::SigningAlgorithm;
+use crate::mint::SigningAlgorithm;
 use crate::mint::{KeyError, SigningKey};
 use crate::policy::{IssuerDoc, TrustPolicyDoc};
 

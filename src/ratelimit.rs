@@ -41,6 +41,61 @@ impl Rate {
     }
 }
 
+/// A configured rate: `N/s`, `N/m`, `N/h`, or `0` for no limit. Read once from the
+/// configuration (an invalid rate refuses to start), used as it is after that.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateSetting(Option<Rate>);
+
+impl RateSetting {
+    /// No limit.
+    pub const OFF: Self = Self(None);
+
+    /// The rate, unless the limit is off.
+    pub fn rate(self) -> Option<Rate> {
+        self.0
+    }
+
+    /// A limiter for this setting, unless it is off.
+    pub fn limiter(self) -> Option<RateLimiter> {
+        self.0.map(RateLimiter::new)
+    }
+}
+
+impl std::str::FromStr for RateSetting {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Rate::parse(text).map(Self)
+    }
+}
+
+impl std::fmt::Display for RateSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(rate) = self.0 else {
+            return f.write_str("0");
+        };
+        let unit = match rate.per.as_secs() {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", rate.count)
+    }
+}
+
+impl serde::Serialize for RateSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RateSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // `STS_BROKER_RATE_LIMIT_PER_CLIENT=0` arrives as a number.
+        let text = crate::secret::scalar_text(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A keyed limiter.
 pub struct RateLimiter {
     /// Nanoseconds between two requests at the steady rate.
@@ -91,21 +146,32 @@ impl RateLimiter {
     }
 }
 
-/// The limits in force.
-#[derive(Default)]
-pub struct RateLimits {
-    /// Per client address.
-    pub per_client: Option<RateLimiter>,
-    /// Per (issuer, subject).
-    pub per_subject: Option<RateLimiter>,
+/// The per-client limit, checked before a request's body is read, so a flooding client
+/// costs little.
+pub struct ClientLimit {
+    limiter: Option<RateLimiter>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
-impl RateLimits {
-    /// Builds the limiters from configuration text.
-    pub fn from_config(per_client: &str, per_subject: &str) -> Result<Self, String> {
-        Ok(Self {
-            per_client: Rate::parse(per_client)?.map(RateLimiter::new),
-            per_subject: Rate::parse(per_subject)?.map(RateLimiter::new),
+impl ClientLimit {
+    /// The limit `setting` (off: every request passes).
+    pub fn new(setting: RateSetting, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        Self {
+            limiter: setting.limiter(),
+            metrics,
+        }
+    }
+
+    /// Admits one request from `client`, or says how long to wait.
+    pub fn check(&self, client: Option<&str>) -> Result<(), Duration> {
+        let (Some(limiter), Some(client)) = (&self.limiter, client) else {
+            return Ok(());
+        };
+        limiter.check(client).inspect_err(|_| {
+            self.metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::LimitLabels { limit: "client" })
+                .inc();
         })
     }
 }
@@ -130,6 +196,18 @@ mod tests {
         );
         assert!(Rate::parse("fast").is_err());
         assert!(Rate::parse("10/d").is_err());
+    }
+
+    #[test]
+    fn settings_read_numbers_and_text_and_print_back() {
+        for text in ["0", "100/s", "600/m", "5/h"] {
+            let setting: RateSetting = serde_json::from_value(text.into()).unwrap();
+            assert_eq!(setting.to_string(), text);
+        }
+        let off: RateSetting = serde_json::from_value(0.into()).unwrap();
+        assert_eq!(off, RateSetting::OFF);
+        let err = serde_json::from_value::<RateSetting>("fast".into()).unwrap_err();
+        assert!(err.to_string().contains("fast"), "{err}");
     }
 
     #[test]

@@ -6,22 +6,26 @@ use std::path::PathBuf;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::{Context, bail};
-use arc_swap::ArcSwap;
 
-use crate::audit::{AuditWriter, Spool, SpoolPolicy};
-use crate::broker::{Broker, Lifetimes};
+use std::sync::Arc;
+
+use crate::admin::{Authenticator, Documents};
+use crate::audit::{AuditTrail, AuditWriter, Spool, SpoolPolicy};
 use crate::config::Config;
 use crate::dev::DevIdp;
-use crate::http::client_addr::TrustedProxies;
+use crate::exchange::{ExchangeParts, Lifetimes, TokenExchange};
 use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
+use crate::metadata::Metadata;
 use crate::metrics::Metrics;
 use crate::mint::sealing::Kek;
-use crate::mint::{KeyManager, KeyPolicy};
+use crate::mint::{KeyManager, KeyPolicy, SigningKeys};
 use crate::policy::load::Bundle;
-use crate::policy::{Kind, Limits, PolicySet};
-use crate::ratelimit::RateLimits;
+use crate::policy::{CurrentPolicies, Kind, Limits, PolicySet};
+use crate::ratelimit::ClientLimit;
+use crate::readiness::ReadinessProbe;
 use crate::revocation::Revocations;
 use crate::storage::{self, DocumentChange};
+use crate::sync::ReplicaSync;
 use crate::tls::CertificateSlot;
 
 /// How to start.
@@ -68,7 +72,10 @@ impl Application {
         let tls = certificate_slot(&config)?;
         if config.issuer_url.is_none() {
             let scheme = if tls.is_some() { "https" } else { "http" };
-            config.issuer_url = Some(format!("{scheme}://{local}"));
+            config.issuer_url = Some(
+                crate::config::PublicUrl::parse(&format!("{scheme}://{local}"))
+                    .map_err(anyhow::Error::msg)?,
+            );
         }
         let issuer_url = config.issuer_url();
 
@@ -84,12 +91,19 @@ impl Application {
             .subscribe()
             .await
             .context("listening for other replicas' changes")?;
+        let metrics = Arc::new(Metrics::new());
+        let audit = AuditWriter::spawn(store.clone(), metrics.clone(), spool_policy(&config)?)
+            .context("starting the audit committer thread")?;
         // Keys before policies: a wrong KEK must stop start-up before anything is written.
-        let key_manager = KeyManager::new(kek, key_policy(&config));
-        let keys = key_manager
-            .load(&*store, crate::jose::unix_now())
+        let keys = Arc::new(
+            SigningKeys::load(
+                KeyManager::new(kek, key_policy(&config)),
+                store.clone(),
+                audit.clone(),
+            )
             .await
-            .context("loading signing keys")?;
+            .context("loading signing keys")?,
+        );
         let dev = match options.dev {
             true => Some(web::Data::new(DevIdp::new(&issuer_url)?)),
             false => None,
@@ -105,59 +119,71 @@ impl Application {
             policies = policy_set.policies().count(),
             "policies loaded"
         );
-
-        let revocations = Revocations::load(&*store, crate::jose::unix_now())
+        let policies = Arc::new(CurrentPolicies::new(policy_set));
+        let revocations = Arc::new(
+            Revocations::load(
+                store.clone(),
+                audit.clone(),
+                config.max_ttl.0,
+                crate::jose::unix_now(),
+            )
             .await
-            .context("loading revocations")?;
-        let fetcher = Fetcher::new(
-            config.upstream_timeout.0,
-            config.allow_insecure_loopback_issuers,
-        )?;
-        let metrics = std::sync::Arc::new(Metrics::new());
-        let cache = KeyCache::new(
-            fetcher,
-            CachePolicy {
-                default_ttl: config.jwks_cache_ttl.0,
-                cooldown: config.jwks_refetch_cooldown.0,
-            },
-            metrics.clone(),
+            .context("loading revocations")?,
         );
-        let broker = web::Data::new(Broker {
+        let documents = Arc::new(Documents::new(
+            store.clone(),
+            policies.clone(),
+            audit.clone(),
+            limits,
+            dev_documents(dev.as_ref().map(|d| d.get_ref())),
+        ));
+        let exchange = TokenExchange::new(ExchangeParts {
             issuer_url: issuer_url.clone(),
-            policies: ArcSwap::from_pointee(policy_set),
-            validator: Validator::new(cache, config.clock_leeway.0),
-            keys: ArcSwap::from_pointee(keys),
-            key_manager,
-            revocations,
-            jwks_max_age: config.jwks_max_age.0,
-            audit: AuditWriter::spawn(store.clone(), metrics.clone(), spool_policy(&config)?)
-                .context("starting the audit committer thread")?,
-            metrics,
-            store,
+            policies,
+            validator: validator(&config, metrics.clone())?,
+            keys: keys.clone(),
+            audit: audit.clone(),
+            metrics: metrics.clone(),
+            replay_store: store.clone(),
             lifetimes: Lifetimes {
                 default_ttl: config.default_ttl.0,
                 max_ttl: config.max_ttl.0,
             },
-            rate_limits: RateLimits::from_config(
-                &config.rate_limit_per_client,
-                &config.rate_limit_per_subject,
-            )
-            .map_err(anyhow::Error::msg)?,
-            trusted_proxies: TrustedProxies::parse(&config.trusted_proxies)
-                .map_err(anyhow::Error::msg)?,
-            limits,
-            overlay: dev_documents(dev.as_ref().map(|d| d.get_ref())),
-            admin_token: config.admin_token.clone(),
-            admin_writes: tokio::sync::Mutex::new(()),
-            key_refreshes: tokio::sync::Mutex::new(()),
+            per_subject: config.rate_limit_per_subject.limiter(),
         });
-        spawn_jti_purge(broker.clone().into_inner());
-        spawn_key_rotation(broker.clone().into_inner());
-        crate::sync::spawn(broker.clone().into_inner(), changes);
+        let services = Services {
+            authenticator: web::Data::new(Authenticator::new(
+                &issuer_url,
+                config.admin_token.clone(),
+                keys.clone(),
+                revocations.clone(),
+            )),
+            metadata: web::Data::new(Metadata::new(
+                &issuer_url,
+                keys.clone(),
+                config.jwks_max_age.0,
+            )),
+            readiness: web::Data::new(ReadinessProbe::new(store.clone(), audit, keys.clone())),
+            trail: web::Data::new(AuditTrail::new(store.clone())),
+            client_limit: web::Data::new(ClientLimit::new(
+                config.rate_limit_per_client,
+                metrics.clone(),
+            )),
+            proxies: web::Data::new(config.trusted_proxies.clone()),
+            exchange: web::Data::new(exchange),
+            documents: web::Data::from(documents.clone()),
+            revocations: web::Data::from(revocations.clone()),
+            keys: web::Data::from(keys.clone()),
+            metrics: web::Data::from(metrics),
+            dev,
+        };
+        spawn_jti_purge(store);
+        spawn_key_rotation(keys.clone());
+        ReplicaSync::new(documents, revocations, keys).spawn(changes);
 
         // Loading and storing the policies freed far more than the compiled set keeps.
         crate::memory::release_freed_memory();
-        let server = http_server(broker, dev, listener, tls.as_ref())?;
+        let server = http_server(services, listener, tls.as_ref())?;
         tracing::info!(%local, issuer = %issuer_url, dev = options.dev, "sts-broker listening");
         Ok(Self {
             port: local.port(),
@@ -200,21 +226,48 @@ fn apply_dev_mode(config: &mut Config, options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The HTTP(S) server over the shared broker state.
-fn http_server(
-    broker: web::Data<Broker>,
+/// Everything the routes are given, each route taking only what it needs.
+#[derive(Clone)]
+struct Services {
+    exchange: web::Data<TokenExchange>,
+    documents: web::Data<Documents>,
+    keys: web::Data<SigningKeys>,
+    revocations: web::Data<Revocations>,
+    trail: web::Data<AuditTrail>,
+    authenticator: web::Data<Authenticator>,
+    metadata: web::Data<Metadata>,
+    readiness: web::Data<ReadinessProbe>,
+    client_limit: web::Data<ClientLimit>,
+    proxies: web::Data<crate::trusted_proxies::TrustedProxies>,
+    metrics: web::Data<Metrics>,
     dev: Option<web::Data<DevIdp>>,
+}
+
+/// The HTTP(S) server over the services.
+fn http_server(
+    services: Services,
     listener: TcpListener,
     tls: Option<&std::sync::Arc<CertificateSlot>>,
 ) -> anyhow::Result<Server> {
     let server = HttpServer::new(move || {
+        let s = services.clone();
         let mut app = App::new()
-            .app_data(broker.clone())
+            .app_data(s.exchange)
+            .app_data(s.documents)
+            .app_data(s.keys)
+            .app_data(s.revocations)
+            .app_data(s.trail)
+            .app_data(s.authenticator)
+            .app_data(s.metadata)
+            .app_data(s.readiness)
+            .app_data(s.client_limit)
+            .app_data(s.proxies)
+            .app_data(s.metrics)
             .app_data(web::PayloadConfig::new(crate::http::body::MAX_BODY_BYTES))
             .wrap(middleware::from_fn(crate::http::request_id::assign))
             .configure(crate::http::routes);
-        if let Some(dev) = &dev {
-            app = app.app_data(dev.clone()).configure(crate::dev::routes);
+        if let Some(dev) = s.dev {
+            app = app.app_data(dev).configure(crate::dev::routes);
         }
         app.default_service(web::to(crate::http::not_found))
     });
@@ -252,10 +305,27 @@ fn certificate_slot(config: &Config) -> anyhow::Result<Option<std::sync::Arc<Cer
     }
 }
 
+/// Inbound token validation, with the issuers' key cache.
+fn validator(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Validator> {
+    let fetcher = Fetcher::new(
+        config.upstream_timeout.0,
+        config.allow_insecure_loopback_issuers,
+    )?;
+    let cache = KeyCache::new(
+        fetcher,
+        CachePolicy {
+            default_ttl: config.jwks_cache_ttl.0,
+            cooldown: config.jwks_refetch_cooldown.0,
+        },
+        metrics,
+    );
+    Ok(Validator::new(cache, config.clock_leeway.0))
+}
+
 /// The key-encryption key: configured, or the fixed development one under `--dev` only.
 fn kek(config: &Config, options: Options) -> anyhow::Result<Kek> {
     match &config.key_encryption_key {
-        Some(secret) => Ok(Kek::parse(secret)?),
+        Some(kek) => Ok(kek.clone()),
         None if options.dev => Ok(Kek::development()),
         None => bail!(
             "no key_encryption_key: signing keys are encrypted at rest and serve refuses to start \
@@ -395,8 +465,8 @@ fn compile_base(
 /// Rotates the signing key when it is due and reloads the ring (which also drops retired keys
 /// past their window). Ticks often enough that neither a rotation nor an unpublication is late
 /// by more than half a JWKS cache period (and at least every minute).
-fn spawn_key_rotation(broker: std::sync::Arc<Broker>) {
-    let policy = *broker.key_manager.policy();
+fn spawn_key_rotation(keys: Arc<SigningKeys>) {
+    let policy = *keys.policy();
     let period = (policy.publish_lead.min(policy.rotation_period) / 2).clamp(
         std::time::Duration::from_millis(200),
         std::time::Duration::from_secs(60),
@@ -407,7 +477,7 @@ fn spawn_key_rotation(broker: std::sync::Arc<Broker>) {
         tick.tick().await;
         loop {
             tick.tick().await;
-            if let Err(e) = broker.refresh_keys().await {
+            if let Err(e) = keys.refresh().await {
                 tracing::error!(error = %e, "signing-key rotation failed; the current key keeps signing");
             }
         }
@@ -415,12 +485,12 @@ fn spawn_key_rotation(broker: std::sync::Arc<Broker>) {
 }
 
 /// Forgets consumed subject-token jtis once they expire, every ten minutes.
-fn spawn_jti_purge(broker: std::sync::Arc<Broker>) {
+fn spawn_jti_purge(store: Arc<dyn storage::Storage>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {
             tick.tick().await;
-            match broker.store.purge_jtis(crate::jose::unix_now()).await {
+            match store.purge_jtis(crate::jose::unix_now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "forgot expired subject-token jtis"),
                 Err(e) => tracing::warn!(error = %e, "purging expired jtis failed"),

@@ -1,11 +1,19 @@
-//! Admin authentication: the bootstrap secret, or a broker-issued token with audience
-//! `<issuer_url>/admin` and scope `admin:read` / `admin:write` (admins federate in through a
-//! trust policy like any workload).
+//! The broker's own tokens presented back to it: as admin credentials (audience
+//! `<issuer_url>/admin`, scope `admin:read` / `admin:write`, so admins federate in through a
+//! trust policy like any workload), as introspection credentials (audience `issuer_url`,
+//! scope `introspect`), and as the subject of an introspection. One rule for all three: a
+//! token this broker signed with a published key, current, for that audience, not revoked.
+//! The bootstrap admin secret is the one other admin credential.
 
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-use crate::broker::Broker;
+use crate::mint::SigningKeys;
 use crate::mint::verify::{CREDENTIAL_LEEWAY_SECS, scopes};
+use crate::revocation::Revocations;
+use crate::secret::Secret;
 
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,54 +35,112 @@ pub struct Principal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No usable credential (401).
-    #[error("admin credentials are required")]
+    #[error("credentials are required")]
     Unauthenticated,
     /// A valid credential without the needed scope (403).
     #[error("the token lacks the scope this needs")]
     Forbidden,
 }
 
-/// Checks the bearer credential for `access`.
-pub fn authenticate(
-    broker: &Broker,
-    bearer: Option<&str>,
-    access: Access,
-    now: i64,
-) -> Result<Principal, AuthError> {
-    let token = bearer.ok_or(AuthError::Unauthenticated)?;
-    if let Some(secret) = &broker.admin_token
-        && equal_secret(token, secret.expose())
-    {
-        return Ok(Principal {
-            name: "bootstrap-admin".into(),
+/// Checks credentials against the broker's keys and revocations.
+pub struct Authenticator {
+    issuer_url: String,
+    admin_audience: String,
+    admin_token: Option<Secret>,
+    keys: Arc<SigningKeys>,
+    revocations: Arc<Revocations>,
+}
+
+impl Authenticator {
+    /// Credentials of the broker `issuer_url`; `admin_token` is the bootstrap secret.
+    pub fn new(
+        issuer_url: &str,
+        admin_token: Option<Secret>,
+        keys: Arc<SigningKeys>,
+        revocations: Arc<Revocations>,
+    ) -> Self {
+        Self {
+            issuer_url: issuer_url.to_owned(),
+            admin_audience: format!("{issuer_url}/admin"),
+            admin_token,
+            keys,
+            revocations,
+        }
+    }
+
+    /// The admin behind `bearer`, if it grants `access`.
+    pub fn admin(
+        &self,
+        bearer: Option<&str>,
+        access: Access,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
+        let token = bearer.ok_or(AuthError::Unauthenticated)?;
+        if let Some(secret) = &self.admin_token
+            && equal_secret(token, secret.expose())
+        {
+            return Ok(Principal {
+                name: "bootstrap-admin".into(),
+            });
+        }
+        let claims = self.credential(token, &self.admin_audience, now)?;
+        let granted = scopes(&claims).any(|s| match access {
+            Access::Read => s == "admin:read" || s == "admin:write",
+            Access::Write => s == "admin:write",
         });
+        if !granted {
+            return Err(AuthError::Forbidden);
+        }
+        let name = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        Ok(Principal {
+            // The name goes into logs and audit records: no control characters.
+            name: name.chars().filter(|c| !c.is_control()).collect(),
+        })
     }
-    let audience = format!("{}/admin", broker.issuer_url);
-    let claims = broker
-        .keys
-        .load()
-        .verify_own(
-            token,
-            &broker.issuer_url,
-            Some(&audience),
-            now,
-            CREDENTIAL_LEEWAY_SECS,
-        )
-        .filter(|claims| !broker.revocations.is_revoked(claims))
-        .ok_or(AuthError::Unauthenticated)?;
-    let granted = scopes(&claims).any(|s| match access {
-        Access::Read => s == "admin:read" || s == "admin:write",
-        Access::Write => s == "admin:write",
-    });
-    if !granted {
-        return Err(AuthError::Forbidden);
+
+    /// Checks that `bearer` may call the introspection endpoint.
+    pub fn introspector(&self, bearer: Option<&str>, now: i64) -> Result<(), AuthError> {
+        let token = bearer.ok_or(AuthError::Unauthenticated)?;
+        let claims = self.credential(token, &self.issuer_url, now)?;
+        match scopes(&claims).any(|s| s == "introspect") {
+            true => Ok(()),
+            false => Err(AuthError::Forbidden),
+        }
     }
-    let name = claims
-        .get("sub")
-        .and_then(|s| s.as_str())
-        .unwrap_or("unknown")
-        .to_owned();
-    Ok(Principal { name })
+
+    /// The claims of `token` if it is an active token of this broker (any audience, no
+    /// leeway: the broker is the authority on its own tokens' lifetimes); `None` whatever the
+    /// reason, so introspection is no oracle for forgers.
+    pub fn active_claims(&self, token: &str, now: i64) -> Option<Map<String, Value>> {
+        self.keys
+            .current()
+            .verify_own(token, &self.issuer_url, None, now, 0)
+            .filter(|claims| !self.revocations.is_revoked(claims))
+    }
+
+    /// A live, unrevoked broker token for `audience` (a little leeway: replicas' clocks may
+    /// differ).
+    fn credential(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<Map<String, Value>, AuthError> {
+        self.keys
+            .current()
+            .verify_own(
+                token,
+                &self.issuer_url,
+                Some(audience),
+                now,
+                CREDENTIAL_LEEWAY_SECS,
+            )
+            .filter(|claims| !self.revocations.is_revoked(claims))
+            .ok_or(AuthError::Unauthenticated)
+    }
 }
 
 /// Compares SHA-256 digests in constant time, so neither the content nor the length of the

@@ -1,13 +1,31 @@
-//! Changing issuers and policies through the API: validated exactly as files are (the same
-//! parser and the same `PolicySet::compile`), all or nothing, in force at once.
+//! Issuers and policies as stored documents: read, change (validated exactly as files are:
+//! the same parser and the same `PolicySet::compile`, all or nothing, in force at once and
+//! audited), and reloaded when another replica changed them.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{AdminError, Principal};
-use crate::broker::Broker;
-use crate::policy::{IssuerDoc, Kind, PolicySet, TrustPolicyDoc};
-use crate::storage::{DocumentChange, StoredDocument, StoredDocuments};
+use super::{AdminError, Precondition};
+use crate::audit::{Actor, AuditEvent, AuditWriter};
+use crate::policy::{CurrentPolicies, IssuerDoc, Kind, Limits, PolicySet, TrustPolicyDoc};
+use crate::storage::{DocumentChange, Storage, StoredDocument, StoredDocuments};
+use crate::time::rfc3339;
+
+/// The stored documents and the policy set compiled from them.
+pub struct Documents {
+    store: Arc<dyn Storage>,
+    policies: Arc<CurrentPolicies>,
+    audit: AuditWriter,
+    /// Bounds on what documents may say.
+    limits: Limits,
+    /// Documents in force that are not stored (the `--dev` issuer and policy).
+    overlay: StoredDocuments,
+    /// Serialises writes and reloads: check-then-write of the whole policy set is one step,
+    /// and a reload never installs a set older than a write's.
+    writes: tokio::sync::Mutex<()>,
+}
 
 /// A stored document as the API shows it.
 #[derive(Debug, Serialize)]
@@ -27,7 +45,7 @@ impl From<StoredDocument> for DocumentView {
         Self {
             document: d.body,
             version: d.version,
-            updated_at: super::rfc3339(d.updated_at),
+            updated_at: rfc3339(d.updated_at),
             updated_by: d.updated_by,
         }
     }
@@ -122,7 +140,31 @@ impl Parsed {
     }
 }
 
-impl Broker {
+impl Documents {
+    /// The documents in `store`, compiled into the set `policies` holds; `overlay` documents
+    /// are in force too but never stored.
+    pub fn new(
+        store: Arc<dyn Storage>,
+        policies: Arc<CurrentPolicies>,
+        audit: AuditWriter,
+        limits: Limits,
+        overlay: StoredDocuments,
+    ) -> Self {
+        Self {
+            store,
+            policies,
+            audit,
+            limits,
+            overlay,
+            writes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The policy set in force.
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.policies.get()
+    }
+
     /// The documents of one kind.
     pub async fn list_documents(&self, kind: Kind) -> Result<Vec<DocumentView>, AdminError> {
         Ok(self
@@ -151,34 +193,42 @@ impl Broker {
         }
         Ok(versions
             .into_iter()
-            .map(|v| json!({"version": v.version, "changed_at": super::rfc3339(v.changed_at), "changed_by": v.changed_by, "document": v.body}))
+            .map(|v| json!({"version": v.version, "changed_at": rfc3339(v.changed_at), "changed_by": v.changed_by, "document": v.body}))
             .collect())
     }
 
-    /// Creates or replaces a document; returns it and whether it was created.
+    /// Creates or replaces a document, when `precondition` admits the stored version;
+    /// returns it and whether it was created.
     pub async fn put_document(
         &self,
         kind: Kind,
         name: &str,
         body: Value,
-        if_match: Option<i64>,
-        who: &Principal,
-        request_id: &str,
+        precondition: &Precondition,
+        actor: Actor<'_>,
     ) -> Result<(DocumentView, bool), AdminError> {
         let parsed = Parsed::parse(kind, body, Some(name))?;
-        let _write = self.admin_writes.lock().await;
+        let _write = self.writes.lock().await;
         let before = self.store.document(kind, name).await?;
+        let stored_version = before.as_ref().map(|b| b.version);
+        if !precondition.admits(stored_version) {
+            return Err(AdminError::PreconditionFailed);
+        }
         let after = parsed.to_json();
         let mut docs = self.store.documents().await?;
         parsed.place(&mut docs);
         let set = self.compile_with_overlay(&docs)?;
+        // The version checked above, again in the write: another replica may write between.
         let change = DocumentChange {
             kind,
             name: name.to_owned(),
             body: Some(after.to_string()),
-            expected_version: if_match,
+            expected_version: precondition
+                .is_conditional()
+                .then_some(stored_version.unwrap_or(0)),
         };
-        self.commit(&[change], set, who, request_id, "put", json!({"kind": kind.as_str(), "name": name, "before": before.as_ref().map(|b| &b.body), "after": after})).await?;
+        let detail = json!({"kind": kind.as_str(), "name": name, "before": before.as_ref().map(|b| &b.body), "after": after});
+        self.commit(&[change], set, actor, "put", detail).await?;
         let stored = self
             .store
             .document(kind, name)
@@ -187,21 +237,21 @@ impl Broker {
         Ok((stored.into(), before.is_none()))
     }
 
-    /// Deletes a document (refused while policies still name an issuer).
+    /// Deletes a document, when `precondition` admits the stored version (refused while
+    /// policies still name an issuer).
     pub async fn delete_document(
         &self,
         kind: Kind,
         name: &str,
-        if_match: Option<i64>,
-        who: &Principal,
-        request_id: &str,
+        precondition: &Precondition,
+        actor: Actor<'_>,
     ) -> Result<(), AdminError> {
-        let _write = self.admin_writes.lock().await;
-        let before = self
-            .store
-            .document(kind, name)
-            .await?
-            .ok_or(AdminError::NotFound)?;
+        let _write = self.writes.lock().await;
+        let before = self.store.document(kind, name).await?;
+        if !precondition.admits(before.as_ref().map(|b| b.version)) {
+            return Err(AdminError::PreconditionFailed);
+        }
+        let before = before.ok_or(AdminError::NotFound)?;
         let mut docs = self.store.documents().await?;
         match kind {
             Kind::Issuer => docs.issuers.retain(|d| d.name != name),
@@ -212,17 +262,11 @@ impl Broker {
             kind,
             name: name.to_owned(),
             body: None,
-            expected_version: Some(if_match.unwrap_or(before.version)),
+            expected_version: Some(before.version),
         };
-        self.commit(
-            &[change],
-            set,
-            who,
-            request_id,
-            "delete",
-            json!({"kind": kind.as_str(), "name": name, "before": before.body, "after": null}),
-        )
-        .await
+        let detail =
+            json!({"kind": kind.as_str(), "name": name, "before": before.body, "after": null});
+        self.commit(&[change], set, actor, "delete", detail).await
     }
 
     /// Applies a whole set of documents at once (the GitOps path): all valid or nothing
@@ -233,8 +277,7 @@ impl Broker {
         documents: Vec<Value>,
         prune: bool,
         dry_run: bool,
-        who: &Principal,
-        request_id: &str,
+        actor: Actor<'_>,
     ) -> Result<ApplyReport, AdminError> {
         let mut parsed = Vec::with_capacity(documents.len());
         let mut errors = Vec::new();
@@ -255,7 +298,7 @@ impl Broker {
         if !errors.is_empty() {
             return Err(AdminError::Invalid(errors));
         }
-        let _write = self.admin_writes.lock().await;
+        let _write = self.writes.lock().await;
         let stored: Vec<StoredDocument> = [Kind::Issuer, Kind::TrustPolicy]
             .into_iter()
             .map(|k| self.store.list_documents(k))
@@ -317,17 +360,25 @@ impl Broker {
             return Ok(report);
         }
         let detail = json!({"created": report.created, "updated": report.updated, "deleted": report.deleted, "prune": prune});
-        self.commit(&changes, set, who, request_id, "apply", detail)
-            .await?;
+        self.commit(&changes, set, actor, "apply", detail).await?;
         report.applied = true;
         Ok(report)
     }
 
+    /// Recompiles the policy set from the stored documents plus the `--dev` overlay, as
+    /// startup does, and puts it in force (another replica changed a document). Holds the
+    /// write lock, so a set compiled from documents read before a write never replaces the
+    /// one that write installed.
+    pub async fn reload(&self) -> Result<(), AdminError> {
+        let _write = self.writes.lock().await;
+        let docs = self.store.documents().await?;
+        let set = self.compile_with_overlay(&docs)?;
+        self.policies.replace(set);
+        Ok(())
+    }
+
     /// Compiles `docs` plus the documents in force that are not stored (`--dev`).
-    pub(crate) fn compile_with_overlay(
-        &self,
-        docs: &StoredDocuments,
-    ) -> Result<PolicySet, AdminError> {
+    fn compile_with_overlay(&self, docs: &StoredDocuments) -> Result<PolicySet, AdminError> {
         let mut issuers = docs.issuers.clone();
         let mut policies = docs.policies.clone();
         issuers.extend(self.overlay.issuers.iter().cloned());
@@ -342,15 +393,16 @@ impl Broker {
         &self,
         changes: &[DocumentChange],
         set: PolicySet,
-        who: &Principal,
-        request_id: &str,
+        actor: Actor<'_>,
         action: &str,
         detail: Value,
     ) -> Result<(), AdminError> {
         let now = crate::jose::unix_now();
-        self.store.apply_documents(changes, &who.name, now).await?;
-        self.policies.store(std::sync::Arc::new(set));
-        crate::memory::release_freed_memory();
-        super::record_change(&*self.store, who, request_id, action, detail, now).await
+        self.store.apply_documents(changes, actor.name, now).await?;
+        self.policies.replace(set);
+        let record = AuditEvent::admin_change(actor, action, detail, now);
+        self.audit.record(record).await?;
+        tracing::info!(request_id = actor.request_id, actor = %actor.name, action, "admin change");
+        Ok(())
     }
 }

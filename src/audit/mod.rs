@@ -2,14 +2,16 @@
 
 mod bounds;
 mod spool;
+mod trail;
 mod writer;
 
 pub use bounds::{AUDIENCE_BYTES, IDENTIFIER_BYTES, SCOPE_BYTES, SCOPES, SUBJECT_BYTES, clip};
 pub use spool::Spool;
+pub use trail::{AuditPage, AuditTrail, MAX_PAGE};
 pub use writer::{AuditError, AuditWriter, SpoolPolicy};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Allowed or denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,8 +40,8 @@ pub struct AuditEvent {
     pub request_id: String,
     /// Unix seconds.
     pub time: i64,
-    /// `exchange` or `admin`.
-    pub kind: String,
+    /// An exchange or an admin change.
+    pub kind: AuditKind,
     /// For exchanges.
     pub decision: Option<Decision>,
     /// Stable reason code (`issued`, `not_admitted`, `signature_invalid`…).
@@ -62,6 +64,67 @@ pub struct AuditEvent {
     pub detail: Value,
 }
 
+/// What a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditKind {
+    /// A token exchange, allowed or denied.
+    Exchange,
+    /// A change made by an admin (documents, keys, revocations).
+    Admin,
+}
+
+impl AuditKind {
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::Exchange => "exchange",
+            AuditKind::Admin => "admin",
+        }
+    }
+
+    /// Parses `exchange` / `admin`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "exchange" => Some(AuditKind::Exchange),
+            "admin" => Some(AuditKind::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who made an admin change, and in which request: what its audit record names.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// `bootstrap-admin`, or the `sub` of the admin's broker token.
+    pub name: &'a str,
+    /// The request that made the change.
+    pub request_id: &'a str,
+}
+
+impl AuditEvent {
+    /// The record of an admin change: `action` (`put`, `rotate_keys`, `revoke`…) with its
+    /// details, made by `actor` at `now`.
+    pub fn admin_change(actor: Actor<'_>, action: &str, mut detail: Value, now: i64) -> Self {
+        detail["actor"] = json!(actor.name);
+        AuditEvent {
+            request_id: actor.request_id.to_owned(),
+            time: now,
+            kind: AuditKind::Admin,
+            decision: None,
+            reason: action.to_owned(),
+            client_addr: None,
+            policy: None,
+            inbound_iss: None,
+            inbound_sub: Some(actor.name.to_owned()),
+            inbound_jti: None,
+            issued_jti: None,
+            issued_exp: None,
+            detail,
+        }
+    }
+}
+
 /// Filters of an audit query; every one is optional and they combine with AND.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -75,8 +138,8 @@ pub struct AuditFilter {
     pub policy: Option<String>,
     /// Only this inbound subject.
     pub subject: Option<String>,
-    /// Only `exchange` or only `admin` events.
-    pub kind: Option<String>,
+    /// Only exchanges or only admin changes.
+    pub kind: Option<AuditKind>,
     /// Page cursor: events older than this id.
     pub before_id: Option<i64>,
     /// Page size.

@@ -213,7 +213,7 @@ fn emit(args: &ExchangeArgs, token: &str, body: &Value) -> ExitCode {
             "access_token": token,
             "token_type": body["token_type"],
             "expires_in": expires_in,
-            "expires_at": crate::admin::rfc3339(crate::jose::unix_now() + expires_in),
+            "expires_at": crate::time::rfc3339(crate::jose::unix_now() + expires_in),
             "scope": body["scope"],
         })
         .to_string()

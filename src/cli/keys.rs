@@ -55,7 +55,7 @@ fn failed(status: u16, answer: &Value) -> ExitCode {
 }
 
 fn print_keys(answer: &Value) {
-    let time = |v: &Value| v.as_i64().map_or("-".to_owned(), crate::admin::rfc3339);
+    let time = |v: &Value| v.as_i64().map_or("-".to_owned(), crate::time::rfc3339);
     println!(
         "{:<44} {:<6} {:<8} {:<21} {:<21} {:<21} {:<21}",
         "KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRED", "UNPUBLISHED"

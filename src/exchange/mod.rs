@@ -1,22 +1,32 @@
 //! The token exchange itself (RFC 8693): validate the subject token, choose the policy,
-//! mint, audit. Transport-free: routes call [`Broker::exchange`] and map its result.
+//! mint, audit. Transport-free: routes call [`TokenExchange::exchange`] and map its result.
 
-use crate::metrics::{ExchangeLabels, LimitLabels};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::audit::{
-    AUDIENCE_BYTES, AuditEvent, Decision, IDENTIFIER_BYTES, SCOPE_BYTES, SCOPES, SUBJECT_BYTES,
-    clip,
-};
-use crate::broker::Broker;
-use crate::inbound::{InboundError, Validated};
-use crate::policy::trust::Rendered;
-use crate::policy::{Check, PolicySet, TrustPolicy};
+use crate::audit::AuditWriter;
+use crate::inbound::{InboundError, Validated, Validator};
+use crate::metrics::{ExchangeLabels, LimitLabels, Metrics};
+use crate::mint::SigningKeys;
+use crate::policy::{CurrentPolicies, PolicySet};
+use crate::ratelimit::RateLimiter;
+use crate::storage::Storage;
 
+mod decide;
+mod explain;
+mod record;
 mod trace;
+
+pub use decide::{Decided, decide};
+pub use explain::Explanation;
+pub use trace::{PolicyTrace, Trace};
+
+use record::{Inbound, Outcome};
+
+/// RFC 8693 grant type.
+pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 /// How long a consumed `jti` is remembered past its token's `exp`.
 const JTI_RETENTION_PAST_EXP: i64 = 3600;
@@ -24,8 +34,6 @@ const _: () = assert!(
     JTI_RETENTION_PAST_EXP > crate::config::MAX_CLOCK_LEEWAY.as_secs() as i64,
     "a jti must be remembered for as long as its token can be accepted"
 );
-
-pub use trace::{PolicyTrace, Trace};
 
 /// What the client asked for.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +70,10 @@ pub struct Issued {
     pub scope: String,
     /// The policy that granted it.
     pub policy: String,
+    /// Its `jti`.
+    pub jti: String,
+    /// Its `exp`.
+    pub exp: i64,
 }
 
 /// Why no token was issued. `Display` is safe for clients: it never says which policy nearly
@@ -110,120 +122,66 @@ impl ExchangeError {
     }
 }
 
-/// The policy chosen and what it grants this request.
-#[derive(Debug)]
-pub struct Decided {
-    /// The policy.
-    pub policy: Arc<TrustPolicy>,
-    /// The issued `aud`.
-    pub audience: String,
-    /// The issued scopes.
-    pub scopes: Vec<String>,
-    /// Issued subject (unprefixed) and mapped claims.
-    pub rendered: Rendered,
+/// Lifetimes of issued tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// When the policy sets no ttl.
+    pub default_ttl: Duration,
+    /// Never exceeded.
+    pub max_ttl: Duration,
 }
 
-/// Chooses the policy for a validated token. With `policy`, only that one is evaluated;
-/// otherwise policies of the token's issuer are tried in name order and the first that
-/// admits the token and can grant the audience and scopes wins. With `trace`, checks are
-/// recorded (the admin explanation and the audit record of a denial run this same code).
-pub fn decide(
-    set: &PolicySet,
-    token: &Validated,
-    req: &ExchangeRequest,
-    mut trace: Option<&mut Trace>,
-) -> Result<Decided, ExchangeError> {
-    let issuer = &token.issuer.name;
-    let candidates: Box<dyn Iterator<Item = &Arc<TrustPolicy>>> = match &req.policy {
-        Some(name) => match set.policy(name) {
-            Some(p) if &p.issuer == issuer => Box::new(std::iter::once(p)),
-            _ => Box::new(std::iter::empty()),
-        },
-        // Explanations show every policy of the issuer; the exchange needs only those
-        // the index says could admit the token (the same first match either way).
-        None if trace.as_ref().is_some_and(|t| t.every_policy()) => {
-            Box::new(set.policies_for(issuer).iter())
-        }
-        None => set.candidates(issuer, &token.claims),
-    };
-    let mut failure = None;
-    for policy in candidates {
-        let mut checks = trace
-            .as_ref()
-            .filter(|t| t.wants_checks())
-            .map(|_| Vec::new());
-        let outcome = judge(policy, token, req, checks.as_mut());
-        if let Some(t) = trace.as_deref_mut() {
-            let code = match &outcome {
-                Ok(_) => "selected",
-                Err(Some(e)) => e.code(),
-                Err(None) => "not_admitted",
-            };
-            t.record(&policy.name, code, checks);
-        }
-        match outcome {
-            Ok(decided) => return Ok(decided),
-            Err(Some(e)) => {
-                failure.get_or_insert(e);
-            }
-            Err(None) => {}
+/// What the exchange is built from.
+pub struct ExchangeParts {
+    /// The broker's `iss`.
+    pub issuer_url: String,
+    /// Issuers and policies in force.
+    pub policies: Arc<CurrentPolicies>,
+    /// Inbound token validation.
+    pub validator: Validator,
+    /// The keys that sign.
+    pub keys: Arc<SigningKeys>,
+    /// Where decisions are recorded before they are answered.
+    pub audit: AuditWriter,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Where consumed subject-token `jti`s are remembered (replay protection).
+    pub replay_store: Arc<dyn Storage>,
+    /// Issued token lifetimes.
+    pub lifetimes: Lifetimes,
+    /// Per (issuer, subject) limit, if any.
+    pub per_subject: Option<RateLimiter>,
+}
+
+/// The token exchange.
+pub struct TokenExchange {
+    issuer_url: String,
+    policies: Arc<CurrentPolicies>,
+    validator: Validator,
+    keys: Arc<SigningKeys>,
+    audit: AuditWriter,
+    metrics: Arc<Metrics>,
+    replay_store: Arc<dyn Storage>,
+    lifetimes: Lifetimes,
+    per_subject: Option<RateLimiter>,
+}
+
+impl TokenExchange {
+    /// The exchange over `parts`.
+    pub fn new(parts: ExchangeParts) -> Self {
+        Self {
+            issuer_url: parts.issuer_url,
+            policies: parts.policies,
+            validator: parts.validator,
+            keys: parts.keys,
+            audit: parts.audit,
+            metrics: parts.metrics,
+            replay_store: parts.replay_store,
+            lifetimes: parts.lifetimes,
+            per_subject: parts.per_subject,
         }
     }
-    Err(failure.unwrap_or(ExchangeError::NotAdmitted))
-}
 
-/// One policy against one request: `Err(None)` when it does not admit the token,
-/// `Err(Some(_))` when it admits it but cannot grant what was asked.
-fn judge(
-    policy: &Arc<TrustPolicy>,
-    token: &Validated,
-    req: &ExchangeRequest,
-    mut checks: Option<&mut Vec<Check>>,
-) -> Result<Decided, Option<ExchangeError>> {
-    if !policy.admits(&token.claims, checks.as_deref_mut()) {
-        return Err(None);
-    }
-    let rendered = policy.render(&token.claims, checks).ok_or(None)?;
-    let grant = &policy.grant;
-    let audience = match &req.audience {
-        Some(a) if grant.audience.contains(a) => a.clone(),
-        Some(_) => return Err(Some(ExchangeError::InvalidTarget)),
-        None if grant.audience.len() == 1 => grant.audience[0].clone(),
-        None => return Err(Some(ExchangeError::AudienceRequired)),
-    };
-    let scopes = match &req.scopes {
-        None => grant.scopes.clone(),
-        Some(asked) if asked.iter().all(|s| grant.scopes.contains(s)) => asked.clone(),
-        Some(_) => return Err(Some(ExchangeError::InvalidScope)),
-    };
-    Ok(Decided {
-        policy: policy.clone(),
-        audience,
-        scopes,
-        rendered,
-    })
-}
-
-/// What the client asked for, as recorded: within the record's bounds, since a request
-/// body may hold up to 64 KiB of audience and scopes.
-fn request_detail(req: &ExchangeRequest) -> Value {
-    let audience = req.audience.as_deref().map(|a| clip(a, AUDIENCE_BYTES));
-    let scope = req.scopes.as_ref().map(|scopes| {
-        let mut kept: Vec<Value> = scopes
-            .iter()
-            .take(SCOPES)
-            .map(|s| clip(s, SCOPE_BYTES).into())
-            .collect();
-        if scopes.len() > SCOPES {
-            kept.push(format!("…[truncated {} scopes]", scopes.len() - SCOPES).into());
-        }
-        kept
-    });
-    let policy = req.policy.as_deref().map(|p| clip(p, IDENTIFIER_BYTES));
-    json!({"audience": audience, "scope": scope, "policy": policy})
-}
-
-impl Broker {
     /// Runs one exchange and records it in the audit log before returning. A token whose
     /// audit record cannot be written is never returned.
     pub async fn exchange(
@@ -232,38 +190,17 @@ impl Broker {
         ctx: &RequestContext,
     ) -> Result<Issued, ExchangeError> {
         let started = std::time::Instant::now();
-        let set = self.policies.load_full();
-        let mut event = AuditEvent {
-            request_id: ctx.request_id.clone(),
-            time: ctx.now,
-            kind: "exchange".into(),
-            decision: Some(Decision::Deny),
-            reason: String::new(),
-            client_addr: ctx.client_addr.clone(),
-            policy: None,
-            inbound_iss: None,
-            inbound_sub: None,
-            inbound_jti: None,
-            issued_jti: None,
-            issued_exp: None,
-            detail: request_detail(req),
-        };
-        let result = self.try_exchange(&set, req, ctx, &mut event).await;
-        match &result {
-            Ok(issued) => {
-                event.decision = Some(Decision::Allow);
-                event.reason = "issued".into();
-                event.policy = Some(issued.policy.clone());
-            }
-            Err(e) => event.reason = e.code().into(),
-        }
+        let outcome = self.run(&self.policies.get(), req, ctx).await;
         let labels = ExchangeLabels {
-            result: event.decision.map_or("deny", |d| d.as_str()),
-            reason: event.reason.clone(),
-            policy: event.policy.clone().unwrap_or_default(),
+            result: if outcome.result.is_ok() {
+                "allow"
+            } else {
+                "deny"
+            },
+            reason: outcome.reason().to_owned(),
+            policy: outcome.policy().unwrap_or_default().to_owned(),
         };
-        let (decision, reason) = (labels.result, labels.reason.clone());
-        if let Err(e) = self.audit.record(event).await {
+        if let Err(e) = self.audit.record(outcome.record(req, ctx)).await {
             tracing::error!(request_id = %ctx.request_id, error = %e, "audit write failed; failing closed");
             return Err(ExchangeError::Unavailable);
         }
@@ -273,51 +210,27 @@ impl Broker {
             .observe(started.elapsed().as_secs_f64());
         tracing::info!(
             request_id = %ctx.request_id,
-            decision,
-            reason = %reason,
+            decision = labels.result,
+            reason = %labels.reason,
             policy = %labels.policy,
             "exchange"
         );
-        result
+        outcome.result
     }
 
-    async fn try_exchange(
-        &self,
-        set: &PolicySet,
-        req: &ExchangeRequest,
-        ctx: &RequestContext,
-        event: &mut AuditEvent,
-    ) -> Result<Issued, ExchangeError> {
+    /// Every step of the exchange; the outcome says how it ended and what to record.
+    async fn run(&self, set: &PolicySet, req: &ExchangeRequest, ctx: &RequestContext) -> Outcome {
         let token = match self
             .validator
             .validate(set, &req.subject_token, ctx.now)
             .await
         {
             Ok(t) => t,
-            Err(e) => {
-                if let InboundError::UnknownIssuer { iss } = &e {
-                    event.inbound_iss = iss
-                        .as_deref()
-                        .map(|i| clip(i, IDENTIFIER_BYTES).into_owned());
-                }
-                return Err(e.into());
-            }
+            Err(e) => return Outcome::refused(Inbound::refused(&e), e.into()),
         };
-        event.inbound_iss = Some(token.issuer.url.clone());
-        event.inbound_sub = Some(clip(&token.subject, SUBJECT_BYTES).into_owned());
-        event.inbound_jti = token
-            .jti
-            .as_deref()
-            .map(|j| clip(j, IDENTIFIER_BYTES).into_owned());
-        if let Some(limiter) = &self.rate_limits.per_subject {
-            let key = format!("{}\n{}", token.issuer.url, token.subject);
-            limiter.check(&key).map_err(|wait| {
-                self.metrics
-                    .rate_limited
-                    .get_or_create(&LimitLabels { limit: "subject" })
-                    .inc();
-                ExchangeError::RateLimited(wait)
-            })?;
+        let inbound = Inbound::validated(&token);
+        if let Err(wait) = self.check_subject_rate(&token) {
+            return Outcome::refused(inbound, ExchangeError::RateLimited(wait));
         }
         let decided = match decide(set, &token, req, None) {
             Ok(d) => d,
@@ -326,25 +239,51 @@ impl Broker {
                 // the record's bounds (explain recomputes the complete trace on demand).
                 let mut trace = Trace::bounded();
                 let _ = decide(set, &token, req, Some(&mut trace));
-                event.policy = trace.denying_policy().map(str::to_owned);
-                if trace.omitted() > 0 {
-                    event.detail["trace_omitted"] = trace.omitted().into();
-                }
-                event.detail["trace"] = serde_json::to_value(trace.policies()).unwrap_or_default();
-                return Err(e);
+                return Outcome {
+                    result: Err(e),
+                    inbound,
+                    denying_policy: trace.denying_policy().map(str::to_owned),
+                    trace: Some(trace),
+                };
             }
         };
-        event.policy = Some(decided.policy.name.clone());
-        if token.exp <= ctx.now {
+        let result = self.issue(&token, &decided, ctx.now).await;
+        Outcome {
+            result,
+            inbound,
+            denying_policy: Some(decided.policy.name.clone()),
+            trace: None,
+        }
+    }
+
+    fn check_subject_rate(&self, token: &Validated) -> Result<(), Duration> {
+        let Some(limiter) = &self.per_subject else {
+            return Ok(());
+        };
+        let key = format!("{}\n{}", token.issuer.url, token.subject);
+        limiter.check(&key).inspect_err(|_| {
+            self.metrics
+                .rate_limited
+                .get_or_create(&LimitLabels { limit: "subject" })
+                .inc();
+        })
+    }
+
+    /// Issues the token a policy decided on, once the subject token is current and (with
+    /// replay protection) its `jti` unused.
+    async fn issue(
+        &self,
+        token: &Validated,
+        decided: &Decided,
+        now: i64,
+    ) -> Result<Issued, ExchangeError> {
+        if token.exp <= now {
             // Accepted within the clock leeway, but an issued token may not outlive it, and
             // one that is expired at birth is of no use.
             return Err(InboundError::Claims("is expired").into());
         }
-        self.consume_jti(&token).await?;
-        let (issued, jti, exp) = self.mint(&token, &decided, ctx.now)?;
-        event.issued_jti = Some(jti);
-        event.issued_exp = Some(exp);
-        Ok(issued)
+        self.consume_jti(token).await?;
+        self.mint(token, decided, now)
     }
 
     /// With replay protection, a `jti` is exchanged once; it is remembered past the token's
@@ -358,7 +297,7 @@ impl Broker {
             return Err(ExchangeError::Replayed);
         };
         match self
-            .store
+            .replay_store
             .consume_jti(&token.issuer.url, jti, token.exp + JTI_RETENTION_PAST_EXP)
             .await
         {
@@ -376,7 +315,7 @@ impl Broker {
         token: &Validated,
         decided: &Decided,
         now: i64,
-    ) -> Result<(Issued, String, i64), ExchangeError> {
+    ) -> Result<Issued, ExchangeError> {
         let ttl: Duration = decided
             .policy
             .grant
@@ -403,20 +342,22 @@ impl Broker {
         if let Value::Object(std) = standard {
             claims.extend(std);
         }
-        let keys = self.keys.load();
-        let access_token = keys
+        let access_token = self
+            .keys
+            .current()
             .active
             .sign_jwt(&Value::Object(claims), "at+jwt")
             .map_err(|e| {
                 tracing::error!(error = %e, "signing failed");
                 ExchangeError::Unavailable
             })?;
-        let issued = Issued {
+        Ok(Issued {
             access_token,
             expires_in: exp - now,
             scope,
             policy: decided.policy.name.clone(),
-        };
-        Ok((issued, jti, exp))
+            jti,
+            exp,
+        })
     }
 }

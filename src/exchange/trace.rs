@@ -67,18 +67,18 @@ impl Trace {
     }
 
     /// Whether every policy of the issuer is evaluated, not only the index's candidates.
-    pub(super) fn every_policy(&self) -> bool {
+    pub(crate) fn every_policy(&self) -> bool {
         !self.bounded
     }
 
     /// Whether the next policy's checks are still recorded.
-    pub(super) fn wants_checks(&self) -> bool {
+    pub(crate) fn wants_checks(&self) -> bool {
         !self.bounded
             || (self.policies.len() < RECORDED_POLICIES && self.bytes < RECORDED_TRACE_BYTES)
     }
 
     /// Records one policy's outcome; `checks` is `None` when [`Self::wants_checks`] said no.
-    pub(super) fn record(
+    pub(crate) fn record(
         &mut self,
         policy: &str,
         outcome: &'static str,

@@ -1,9 +1,11 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (database and keys ready).
+//! `GET /healthz` (the process answers), `GET /readyz` (see [`crate::readiness`]) and
+//! `GET /metrics`.
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::broker::Broker;
+use crate::metrics::Metrics;
+use crate::readiness::{Readiness, ReadinessProbe};
 
 /// Liveness.
 pub async fn healthz() -> HttpResponse {
@@ -11,27 +13,21 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Prometheus text exposition.
-pub async fn metrics(broker: web::Data<Broker>) -> HttpResponse {
+pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(broker.metrics.render())
+        .body(metrics.render())
 }
 
-/// Readiness: the broker's own database answers and a signing key is loaded. Upstream
-/// issuers are not part of it: one issuer being down must not take every replica out.
-pub async fn readyz(broker: web::Data<Broker>) -> HttpResponse {
-    match broker.store.ping().await {
-        Ok(()) => HttpResponse::Ok()
-            .json(json!({"status": "ready", "signing_key": broker.keys.load().active.kid})),
-        Err(e) if broker.audit.covers_outage() => {
-            tracing::warn!(error = %e, "readiness: database unavailable; audit records are spooled");
-            HttpResponse::Ok()
-                .json(json!({"status": "degraded", "database": "down", "audit": "spooled"}))
+/// Readiness.
+pub async fn readyz(probe: web::Data<ReadinessProbe>) -> HttpResponse {
+    match probe.check().await {
+        Readiness::Ready { signing_key } => {
+            HttpResponse::Ok().json(json!({"status": "ready", "signing_key": signing_key}))
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unavailable");
-            HttpResponse::ServiceUnavailable()
-                .json(json!({"status": "unavailable", "database": "down"}))
-        }
+        Readiness::Spooling => HttpResponse::Ok()
+            .json(json!({"status": "degraded", "database": "down", "audit": "spooled"})),
+        Readiness::DatabaseDown => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "database": "down"})),
     }
 }

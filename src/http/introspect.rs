@@ -13,8 +13,7 @@ use serde_json::{Map, Value, json};
 use super::body::{Params, is_form, read_limited};
 use super::oauth_error::OAuthError;
 use super::request_id::RequestId;
-use crate::broker::Broker;
-use crate::mint::verify::{CREDENTIAL_LEEWAY_SECS, scopes};
+use crate::admin::{AuthError, Authenticator};
 
 /// Claims an introspection answer repeats (RFC 7662 §2.2).
 const ANSWERED: [&str; 10] = [
@@ -34,10 +33,10 @@ const ANSWERED: [&str; 10] = [
 pub async fn introspect(
     req: HttpRequest,
     payload: web::Payload,
-    broker: web::Data<Broker>,
+    authenticator: web::Data<Authenticator>,
     id: RequestId,
 ) -> HttpResponse {
-    match handle(&req, payload, &broker).await {
+    match handle(&req, payload, &authenticator).await {
         Ok(body) => HttpResponse::Ok()
             .insert_header((CACHE_CONTROL, "no-store"))
             .insert_header((PRAGMA, "no-cache"))
@@ -49,10 +48,10 @@ pub async fn introspect(
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
-    broker: &Broker,
+    authenticator: &Authenticator,
 ) -> Result<Value, OAuthError> {
     let now = crate::jose::unix_now();
-    authenticate_caller(req, broker, now)?;
+    authenticate_caller(req, authenticator, now)?;
     let body = read_limited(req, payload).await?;
     if !is_form(req) {
         return Err(OAuthError::invalid_request(
@@ -62,50 +61,34 @@ async fn handle(
     let params = Params::parse(&body)?;
     let token = params.require("token")?;
     // `token_type_hint` may be sent; every token here is an access token.
-    Ok(answer(broker, token, now))
+    Ok(answer(authenticator, token, now))
 }
 
 /// The caller must hold a live, unrevoked broker token for the broker itself with scope
 /// `introspect` (SPEC). 401 without one, 403 with too little scope.
-fn authenticate_caller(req: &HttpRequest, broker: &Broker, now: i64) -> Result<(), OAuthError> {
-    let unauthorized = || {
-        OAuthError::new(
+fn authenticate_caller(
+    req: &HttpRequest,
+    authenticator: &Authenticator,
+    now: i64,
+) -> Result<(), OAuthError> {
+    match authenticator.introspector(super::bearer(req), now) {
+        Ok(()) => Ok(()),
+        Err(AuthError::Unauthenticated) => Err(OAuthError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "a broker token with scope introspect is required",
         )
-        .with_challenge("Bearer realm=\"sts-broker\", scope=\"introspect\"")
-    };
-    let bearer = super::bearer(req).ok_or_else(unauthorized)?;
-    let claims = broker
-        .keys
-        .load()
-        .verify_own(
-            bearer,
-            &broker.issuer_url,
-            Some(&broker.issuer_url),
-            now,
-            CREDENTIAL_LEEWAY_SECS,
-        )
-        .filter(|claims| !broker.revocations.is_revoked(claims))
-        .ok_or_else(unauthorized)?;
-    if !scopes(&claims).any(|s| s == "introspect") {
-        return Err(OAuthError::new(
+        .with_challenge("Bearer realm=\"sts-broker\", scope=\"introspect\"")),
+        Err(AuthError::Forbidden) => Err(OAuthError::new(
             StatusCode::FORBIDDEN,
             "insufficient_scope",
             "the caller's token lacks scope introspect",
-        ));
+        )),
     }
-    Ok(())
 }
 
-fn answer(broker: &Broker, token: &str, now: i64) -> Value {
-    let claims = broker
-        .keys
-        .load()
-        .verify_own(token, &broker.issuer_url, None, now, 0)
-        .filter(|claims| !broker.revocations.is_revoked(claims));
-    let Some(claims) = claims else {
+fn answer(authenticator: &Authenticator, token: &str, now: i64) -> Value {
+    let Some(claims) = authenticator.active_claims(token, now) else {
         return json!({"active": false});
     };
     let mut body: Map<String, Value> = ANSWERED

@@ -1,49 +1,19 @@
-//! Published metadata: OpenID discovery / RFC 8414, and the JWKS.
-//!
-//! Both are anonymous and cacheable for `jwks_max_age`, the same period by which a new key's
-//! publication precedes its first signature, with strong ETags for cheap revalidation.
+//! Published metadata: OpenID discovery / RFC 8414, and the JWKS, with `Cache-Control:
+//! max-age` and strong ETags for cheap revalidation.
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
 
-use crate::broker::Broker;
-
-/// The discovery document (same body for both well-known names).
-pub fn discovery_document(broker: &Broker) -> Value {
-    let iss = &broker.issuer_url;
-    let algs = broker.keys.load().algorithms();
-    json!({
-        "issuer": iss,
-        // OpenID Connect Discovery requires an authorization endpoint; this one exists and
-        // refuses every request, because tokens are issued by exchange only.
-        "authorization_endpoint": format!("{iss}/authorize"),
-        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-        "token_endpoint": format!("{iss}/token"),
-        "introspection_endpoint": format!("{iss}/introspect"),
-        "grant_types_supported": [super::token::GRANT_TYPE],
-        "response_types_supported": ["token"],
-        "response_modes_supported": ["query"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algs,
-        "token_endpoint_auth_methods_supported": ["none"],
-        "introspection_endpoint_auth_methods_supported": ["bearer"],
-        "scopes_supported": [],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id", "act"],
-    })
-}
+use crate::metadata::{Metadata, Published};
 
 /// `GET /.well-known/openid-configuration` and `/.well-known/oauth-authorization-server`.
-pub async fn discovery(req: HttpRequest, broker: web::Data<Broker>) -> HttpResponse {
-    let body = bytes::Bytes::from(discovery_document(&broker).to_string());
-    let etag = super::etag_of(&body);
-    cacheable(&req, &broker, body, &etag)
+pub async fn discovery(req: HttpRequest, metadata: web::Data<Metadata>) -> HttpResponse {
+    cacheable(&req, &metadata, metadata.discovery())
 }
 
 /// `GET /.well-known/jwks.json` (and `/.well-known/jwks`).
-pub async fn jwks(req: HttpRequest, broker: web::Data<Broker>) -> HttpResponse {
-    let ring = broker.keys.load();
-    cacheable(&req, &broker, ring.jwks.clone(), &ring.etag)
+pub async fn jwks(req: HttpRequest, metadata: web::Data<Metadata>) -> HttpResponse {
+    cacheable(&req, &metadata, metadata.jwks())
 }
 
 /// `GET /authorize`: there is no interactive flow; say so in RFC 6749 terms.
@@ -56,27 +26,27 @@ pub async fn authorize(id: super::request_id::RequestId) -> HttpResponse {
     .response(&id.0)
 }
 
-fn cacheable(req: &HttpRequest, broker: &Broker, body: bytes::Bytes, etag: &str) -> HttpResponse {
-    let max_age = format!("public, max-age={}", broker.jwks_max_age.as_secs());
+fn cacheable(req: &HttpRequest, metadata: &Metadata, published: Published) -> HttpResponse {
+    let max_age = format!("public, max-age={}", metadata.max_age().as_secs());
+    // If-None-Match uses weak comparison (RFC 9110 §13.1.2).
     let matches = req
         .headers()
         .get_all(IF_NONE_MATCH)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|v| v.trim().trim_start_matches("W/"))
-        .any(|v| v == etag || v == "*");
-    let mut response = if matches {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
+        .any(|v| v == published.etag || v == "*");
+    let mut response = match matches {
+        true => HttpResponse::NotModified(),
+        false => HttpResponse::Ok(),
     };
     response
         .insert_header((CACHE_CONTROL, max_age))
-        .insert_header((ETAG, etag.to_owned()));
+        .insert_header((ETAG, published.etag));
     if matches {
         return response.finish();
     }
     response
         .insert_header((CONTENT_TYPE, "application/json"))
-        .body(body)
+        .body(published.body)
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod body;
+mod caller;
 pub mod client_addr;
 mod health;
 mod introspect;
@@ -62,12 +63,6 @@ pub fn bearer(req: &actix_web::HttpRequest) -> Option<&str> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|token| !token.is_empty())
-}
-
-/// A strong ETag for a response body: a quoted, truncated SHA-256.
-pub fn etag_of(body: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
-    format!("\"{}\"", crate::jose::b64url(&digest.as_ref()[..18]))
 }
 
 async fn method_not_allowed(id: RequestId, allow: &'static str) -> HttpResponse {

@@ -8,19 +8,19 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
 use super::body::{Params, is_form, read_limited};
+use super::caller::Caller;
 use super::oauth_error::OAuthError;
 use super::request_id::RequestId;
-use crate::broker::Broker;
-use crate::exchange::{ExchangeRequest, RequestContext};
+use crate::exchange::{ExchangeRequest, TokenExchange};
 
 /// The handler.
 pub async fn exchange(
     req: HttpRequest,
     payload: web::Payload,
-    broker: web::Data<Broker>,
+    exchange: web::Data<TokenExchange>,
     id: RequestId,
 ) -> HttpResponse {
-    match handle(&req, payload, &broker, &id).await {
+    match handle(&req, payload, &exchange, &id).await {
         Ok(token) => HttpResponse::Ok()
             .insert_header((CACHE_CONTROL, "no-store"))
             .json(json!({ "token": token })),
@@ -38,13 +38,10 @@ pub async fn exchange(
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
-    broker: &Broker,
+    exchange: &TokenExchange,
     id: &RequestId,
 ) -> Result<String, OAuthError> {
-    let client = broker.trusted_proxies.client_of(req);
-    broker
-        .check_client_rate(client.as_deref())
-        .map_err(|wait| OAuthError::rate_limited(wait, "too many requests; retry later"))?;
+    let caller = Caller::admit(req)?;
     let mut params = Params::parse(req.query_string().as_bytes())?;
     if is_form(req) {
         params.merge(Params::parse(&read_limited(req, payload).await?)?)?;
@@ -68,13 +65,8 @@ async fn handle(
         scopes: None,
         policy: params.get("identity").map(str::to_owned),
     };
-    let ctx = RequestContext {
-        request_id: id.0.clone(),
-        client_addr: client,
-        now: crate::jose::unix_now(),
-    };
-    let issued = broker
-        .exchange(&request, &ctx)
+    let issued = exchange
+        .exchange(&request, &caller.context(id))
         .await
         .map_err(|e| OAuthError::from(&e))?;
     Ok(issued.access_token)

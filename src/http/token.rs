@@ -5,13 +5,11 @@ use actix_web::http::header::{CACHE_CONTROL, PRAGMA};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::body::{Params, is_form, read_limited};
+use super::caller::Caller;
 use super::oauth_error::OAuthError;
 use super::request_id::RequestId;
-use crate::broker::Broker;
-use crate::exchange::{ExchangeRequest, RequestContext};
+use crate::exchange::{ExchangeRequest, GRANT_TYPE, TokenExchange};
 
-/// RFC 8693 grant type.
-pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -20,10 +18,10 @@ const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub async fn exchange(
     req: HttpRequest,
     payload: web::Payload,
-    broker: web::Data<Broker>,
+    exchange: web::Data<TokenExchange>,
     id: RequestId,
 ) -> HttpResponse {
-    match handle(&req, payload, &broker, &id).await {
+    match handle(&req, payload, &exchange, &id).await {
         Ok(response) => response,
         Err(e) => e.response(&id.0),
     }
@@ -32,13 +30,10 @@ pub async fn exchange(
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
-    broker: &Broker,
+    exchange: &TokenExchange,
     id: &RequestId,
 ) -> Result<HttpResponse, OAuthError> {
-    let client = broker.trusted_proxies.client_of(req);
-    broker
-        .check_client_rate(client.as_deref())
-        .map_err(|wait| OAuthError::rate_limited(wait, "too many requests; retry later"))?;
+    let caller = Caller::admit(req)?;
     let body = read_limited(req, payload).await?;
     if !is_form(req) {
         return Err(OAuthError::invalid_request(
@@ -47,13 +42,8 @@ async fn handle(
     }
     let params = Params::parse(&body)?;
     let (request, issued_type) = parse_request(&params)?;
-    let ctx = RequestContext {
-        request_id: id.0.clone(),
-        client_addr: client,
-        now: crate::jose::unix_now(),
-    };
-    let issued = broker
-        .exchange(&request, &ctx)
+    let issued = exchange
+        .exchange(&request, &caller.context(id))
         .await
         .map_err(|e| OAuthError::from(&e))?;
     Ok(HttpResponse::Ok()
@@ -89,14 +79,7 @@ fn parse_request(params: &Params) -> Result<(ExchangeRequest, &'static str), OAu
         ));
     }
     let subject_token = params.require("subject_token")?;
-    match params.require("subject_token_type")? {
-        ID_TOKEN | JWT => {}
-        _ => {
-            return Err(OAuthError::invalid_request(
-                "subject_token_type must be id_token or jwt",
-            ));
-        }
-    }
+    check_subject_token_type(params.require("subject_token_type")?)?;
     let issued_type = match params.get("requested_token_type") {
         None | Some(ACCESS_TOKEN) => ACCESS_TOKEN,
         Some(JWT) => JWT,
@@ -119,6 +102,17 @@ fn parse_request(params: &Params) -> Result<(ExchangeRequest, &'static str), OAu
         policy: params.get("policy").map(str::to_owned),
     };
     Ok((request, issued_type))
+}
+
+/// RFC 8693 §2.1: the subject token types this broker exchanges (an OIDC ID token, or a
+/// JWT).
+pub fn check_subject_token_type(kind: &str) -> Result<(), OAuthError> {
+    match kind {
+        ID_TOKEN | JWT => Ok(()),
+        _ => Err(OAuthError::invalid_request(
+            "subject_token_type must be id_token or jwt",
+        )),
+    }
 }
 
 /// Space-separated scope tokens, duplicates dropped, order kept.

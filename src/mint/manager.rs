@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::KeyRing;
+use super::SigningAlgorithm;
 use super::sealing::{Kek, SealError};
 use super::signing_key::{KeyError, SigningKey};
-use crate::config::SigningAlgorithm;
 use crate::storage::{Storage, StorageError, StoredKey};
 
 /// Extra time a retired key stays published past `max_ttl` (relying parties' clock leeway).
@@ -44,6 +44,9 @@ pub enum KeyRingError {
     /// A sealed key does not open (wrong KEK), or sealing failed.
     #[error(transparent)]
     Seal(#[from] SealError),
+    /// The change was made but its audit record could not be committed.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// The next key has not been published long enough to sign safely.
     #[error(
         "the next key has been published for only {published}s; rotating now could fail verifiers with a cached JWKS (retry in {wait}s)"
@@ -418,7 +421,7 @@ mod tests {
             .await
             .unwrap();
         let before = store.signing_keys().await.unwrap().len();
-        let other = crate::config::Secret::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        let other = crate::secret::Secret::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
         let wrong = KeyManager::new(
             Kek::parse(&other).unwrap(),
             *manager(SigningAlgorithm::ES256).policy(),

@@ -1,6 +1,8 @@
 //! Minting the broker's own tokens: signing keys (sealed at rest, rotated with a published
 //! successor) and verification of the broker's own tokens.
 
+mod algorithm;
+mod keys;
 mod manager;
 pub mod sealing;
 mod signing_key;
@@ -10,6 +12,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+pub use algorithm::SigningAlgorithm;
+pub use keys::{KeyChange, SigningKeys};
 pub use manager::{KeyInfo, KeyManager, KeyPolicy, KeyRingError};
 pub use signing_key::{KeyError, SigningKey};
 
@@ -32,7 +36,7 @@ impl KeyRing {
     pub fn new(active: Arc<SigningKey>, published: Vec<Arc<SigningKey>>) -> Self {
         let doc = json!({ "keys": published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
         let jwks = bytes::Bytes::from(doc.to_string());
-        let etag = crate::http::etag_of(&jwks);
+        let etag = etag_of(&jwks);
         Self {
             active,
             published,
@@ -51,4 +55,11 @@ impl KeyRing {
         }
         algs
     }
+}
+
+/// A strong entity tag for a published document (the JWKS, discovery): a quoted, truncated
+/// SHA-256 of its bytes, so equal documents on every replica carry equal tags.
+pub fn etag_of(body: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    format!("\"{}\"", crate::jose::b64url(&digest.as_ref()[..18]))
 }

@@ -9,7 +9,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Why a KEK is unusable or a record does not open.
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +28,27 @@ pub enum SealError {
     Failed,
 }
 
-/// The key-encryption key.
+/// The key-encryption key. Read from the configuration once, as a key: a KEK that is not
+/// 32 bytes of base64 refuses to start, naming the setting.
+#[derive(Clone)]
 pub struct Kek {
-    key: LessSafeKey,
+    key: std::sync::Arc<LessSafeKey>,
+}
+
+impl<'de> serde::Deserialize<'de> for Kek {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let secret = Secret::deserialize(d)?;
+        Kek::parse(&secret).map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for Kek {
+    /// Never written anywhere: a configuration holding a KEK is not serialised.
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "the key-encryption key is never serialised",
+        ))
+    }
 }
 
 impl std::fmt::Debug for Kek {
@@ -60,7 +78,7 @@ impl Kek {
         }
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::BadKek)?;
         Ok(Self {
-            key: LessSafeKey::new(key),
+            key: std::sync::Arc::new(LessSafeKey::new(key)),
         })
     }
 

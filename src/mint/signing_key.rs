@@ -11,7 +11,7 @@ use aws_lc_rs::signature::{
 };
 use serde_json::{Value, json};
 
-use crate::config::SigningAlgorithm;
+use super::SigningAlgorithm;
 use crate::jose::{b64url, b64url_into};
 
 /// Why a key could not be made or loaded.

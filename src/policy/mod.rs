@@ -1,5 +1,6 @@
 //! Trust policies: the documents admins write, their validation, and how a token is judged.
 
+pub mod current;
 pub mod document;
 pub mod index;
 pub mod issuer;
@@ -10,6 +11,7 @@ pub mod set;
 pub mod template;
 pub mod trust;
 
+pub use current::CurrentPolicies;
 pub use document::{IssuerDoc, Kind, MatcherDoc, TrustPolicyDoc};
 pub use issuer::Issuer;
 pub use set::{DocError, Limits, PolicySet};

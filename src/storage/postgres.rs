@@ -20,7 +20,7 @@ use super::{
     Change, ChangeFeed, DocumentChange, DocumentVersion, Storage, StorageError, StoredDocument,
     StoredDocuments, StoredKey, StoredRevocation,
 };
-use crate::audit::{AuditEvent, AuditFilter, AuditRecord, Decision};
+use crate::audit::{AuditEvent, AuditFilter, AuditKind, AuditRecord, Decision};
 use crate::policy::Kind;
 
 /// Connections per replica; one more than these is never opened.
@@ -195,7 +195,7 @@ impl Storage for PostgresStore {
             q.push(" AND inbound_sub = ").push_bind(subject.clone());
         }
         if let Some(kind) = &filter.kind {
-            q.push(" AND kind = ").push_bind(kind.clone());
+            q.push(" AND kind = ").push_bind(kind.as_str());
         }
         if let Some(before) = filter.before_id {
             q.push(" AND id < ").push_bind(before);
@@ -351,7 +351,7 @@ impl Storage for PostgresStore {
             insert.push_values(chunk, |mut row, e| {
                 row.push_bind(&e.request_id)
                     .push_bind(e.time)
-                    .push_bind(&e.kind)
+                    .push_bind(e.kind.as_str())
                     .push_bind(e.decision.map(|d| d.as_str()))
                     .push_bind(&e.reason)
                     .push_bind(&e.client_addr)
@@ -587,7 +587,11 @@ fn audit_record(row: &PgRow) -> Result<AuditRecord, StorageError> {
         event: AuditEvent {
             request_id: row.try_get("request_id")?,
             time: row.try_get("time")?,
-            kind: row.try_get("kind")?,
+            kind: {
+                let kind: String = row.try_get("kind")?;
+                AuditKind::parse(&kind)
+                    .ok_or_else(|| StorageError::Corrupt(format!("audit kind {kind:?}")))?
+            },
             decision: decision.as_deref().and_then(Decision::parse),
             reason: row.try_get("reason")?,
             client_addr: row.try_get("client_addr")?,

@@ -17,7 +17,7 @@ use super::{
     DocumentChange, DocumentVersion, Storage, StorageError, StoredDocument, StoredDocuments,
     StoredKey, StoredRevocation,
 };
-use crate::audit::{AuditEvent, AuditFilter, AuditRecord, Decision};
+use crate::audit::{AuditEvent, AuditFilter, AuditKind, AuditRecord, Decision};
 use crate::policy::Kind;
 
 /// SQLite storage.
@@ -247,7 +247,7 @@ impl Storage for SqliteStore {
             q.push(" AND inbound_sub = ").push_bind(subject.clone());
         }
         if let Some(kind) = &filter.kind {
-            q.push(" AND kind = ").push_bind(kind.clone());
+            q.push(" AND kind = ").push_bind(kind.as_str());
         }
         if let Some(before) = filter.before_id {
             q.push(" AND id < ").push_bind(before);
@@ -482,7 +482,11 @@ fn audit_record(row: &SqliteRow) -> Result<AuditRecord, StorageError> {
         event: AuditEvent {
             request_id: row.try_get("request_id")?,
             time: row.try_get("time")?,
-            kind: row.try_get("kind")?,
+            kind: {
+                let kind: String = row.try_get("kind")?;
+                AuditKind::parse(&kind)
+                    .ok_or_else(|| StorageError::Corrupt(format!("audit kind {kind:?}")))?
+            },
             decision: decision.as_deref().and_then(Decision::parse),
             reason: row.try_get("reason")?,
             client_addr: row.try_get("client_addr")?,
@@ -543,7 +547,7 @@ mod tests {
         AuditEvent {
             request_id: format!("r{i}"),
             time: 1_000 + i as i64,
-            kind: "exchange".into(),
+            kind: crate::audit::AuditKind::Exchange,
             decision: Some(Decision::Allow),
             reason: "issued".into(),
             client_addr: Some("127.0.0.1".into()),

@@ -54,7 +54,7 @@ impl AuditConnection {
                 insert.execute(params![
                     e.request_id,
                     e.time,
-                    e.kind,
+                    e.kind.as_str(),
                     e.decision.map(|d| d.as_str()),
                     e.reason,
                     e.client_addr,

@@ -9,7 +9,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use sts_broker::config::Config;
+use sts_broker::config::{Config, Kek};
 use sts_broker::jose::{b64url, unix_now};
 use sts_broker::startup::{Application, Options};
 
@@ -387,7 +387,7 @@ pub fn test_config(db_path: &std::path::Path, policies: &std::path::Path) -> Con
         policies_dir: Some(policies.to_path_buf()),
         allow_insecure_loopback_issuers: true,
         admin_token: Some(sts_broker::config::Secret::new(ADMIN_TOKEN)),
-        key_encryption_key: Some(sts_broker::config::Secret::new(KEK)),
+        key_encryption_key: Some(Kek::parse(&sts_broker::config::Secret::new(KEK)).unwrap()),
         ..Config::default()
     }
 }

@@ -423,7 +423,12 @@ async fn serve_refuses_to_start_without_a_kek_and_with_a_wrong_one() {
     };
     let versions_before = versions().await;
     let mut wrong = app.config.clone();
-    wrong.key_encryption_key = Some(Secret::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+    wrong.key_encryption_key = Some(
+        sts_broker::config::Kek::parse(&Secret::new(
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ))
+        .unwrap(),
+    );
     let err = Application::build(wrong, Options::default())
         .await
         .err()

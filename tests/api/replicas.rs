@@ -45,7 +45,7 @@ async fn start(test: &str, tweak: impl FnOnce(&mut Config)) -> Option<Replicas> 
     let db = TestDb::postgres(test).await?;
     let a = spawn_app_full(&policies(), |c| {
         c.database_url = sts_broker::config::Secret::new(db.url.clone());
-        c.issuer_url = Some(ISSUER.into());
+        c.issuer_url = Some(sts_broker::config::PublicUrl::parse(ISSUER).unwrap());
         tweak(c);
     })
     .await;

@@ -162,7 +162,7 @@ fn event(request_id: &str, time: i64, decision: Decision, policy: &str) -> Audit
     AuditEvent {
         request_id: request_id.into(),
         time,
-        kind: "exchange".into(),
+        kind: sts_broker::audit::AuditKind::Exchange,
         decision: Some(decision),
         reason: "test".into(),
         client_addr: Some("127.0.0.1".into()),
@@ -222,7 +222,7 @@ async fn audit_queries_filter_and_page_newest_first() {
             decision: Some(Decision::Allow),
             policy: Some("p2".into()),
             subject: Some("sub-p2".into()),
-            kind: Some("exchange".into()),
+            kind: Some(sts_broker::audit::AuditKind::Exchange),
             limit: 100,
             ..Default::default()
         })

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};
-use sts_broker::config::HumanDuration;
+use sts_broker::config::{HumanDuration, TrustedProxies};
 
 use crate::helpers::{
     FakeIdp, Mode, POLICIES, expect_error, spawn_app, spawn_app_full, spawn_app_with,
@@ -396,7 +396,7 @@ async fn replay_protection_allows_each_jti_once_across_restarts() {
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_and_do_not_starve_others() {
-    let app = spawn_app_with(|c| c.rate_limit_per_subject = "2/m".into()).await;
+    let app = spawn_app_with(|c| c.rate_limit_per_subject = "2/m".parse().unwrap()).await;
     for _ in 0..2 {
         assert_eq!(
             app.exchange(&app.idp.token(&app.idp.claims()), None, None)
@@ -425,7 +425,7 @@ async fn rate_limits_answer_429_with_retry_after_and_do_not_starve_others() {
         200
     );
 
-    let app = spawn_app_with(|c| c.rate_limit_per_client = "3/m".into()).await;
+    let app = spawn_app_with(|c| c.rate_limit_per_client = "3/m".parse().unwrap()).await;
     for _ in 0..3 {
         assert_eq!(app.exchange("garbage", None, None).await.status(), 400);
     }
@@ -522,8 +522,8 @@ async fn forwarded_clients_are_believed_only_from_trusted_proxies() {
     }
 
     let app = spawn_app_with(|c| {
-        c.rate_limit_per_client = "2/m".into();
-        c.trusted_proxies = vec!["127.0.0.0/8".into()];
+        c.rate_limit_per_client = "2/m".parse().unwrap();
+        c.trusted_proxies = TrustedProxies::parse(&["127.0.0.0/8"]).unwrap();
     })
     .await;
     let (status, id) = exchange_as(&app, "198.51.100.7, 127.0.0.2").await;
@@ -544,7 +544,7 @@ async fn forwarded_clients_are_believed_only_from_trusted_proxies() {
         "another client"
     );
 
-    let app = spawn_app_with(|c| c.rate_limit_per_client = "2/m".into()).await;
+    let app = spawn_app_with(|c| c.rate_limit_per_client = "2/m".parse().unwrap()).await;
     let (status, id) = exchange_as(&app, "198.51.100.7").await;
     assert_eq!(status, 200);
     assert_eq!(client_addr(&app, &id).await.as_deref(), Some("127.0.0.1"));

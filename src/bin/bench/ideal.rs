@@ -133,7 +133,7 @@ fn exchange(body: &[u8], keys: &Keys) -> Option<(String, AuditEvent)> {
     let record = AuditEvent {
         request_id: uuid::Uuid::new_v4().to_string(),
         time: now,
-        kind: "exchange".into(),
+        kind: sts_broker::audit::AuditKind::Exchange,
         decision: Some(Decision::Allow),
         reason: "issued".into(),
         client_addr: Some("127.0.0.1".into()),

@@ -4,8 +4,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::broker::Broker;
-use crate::exchange::{ExchangeError, ExchangeRequest, PolicyTrace, Trace, decide};
+use super::{ExchangeError, ExchangeRequest, PolicyTrace, TokenExchange, Trace, decide};
 
 /// The decision and its reasons.
 #[derive(Debug, Serialize)]
@@ -24,10 +23,10 @@ pub struct Explanation {
     pub policies: Vec<PolicyTrace>,
 }
 
-impl Broker {
+impl TokenExchange {
     /// Explains how an exchange of `req` would be decided at `now`.
     pub async fn explain(&self, req: &ExchangeRequest, now: i64) -> Explanation {
-        let set = self.policies.load_full();
+        let set = self.policies.get();
         let token = match self.validator.validate(&set, &req.subject_token, now).await {
             Ok(t) => t,
             Err(e) => {
@@ -44,7 +43,7 @@ impl Broker {
         };
         let mut trace = Trace::complete();
         let result = decide(&set, &token, req, Some(&mut trace));
-        let trace = trace.into_policies();
+        let policies = trace.into_policies();
         let inbound = Some(
             json!({"iss": token.issuer.url, "issuer": token.issuer.name, "sub": token.subject, "jti": token.jti}),
         );
@@ -58,7 +57,7 @@ impl Broker {
                 ),
                 policy: Some(d.policy.name.clone()),
                 inbound,
-                policies: trace,
+                policies,
             },
             Err(e) => Explanation {
                 decision: "deny",
@@ -66,7 +65,7 @@ impl Broker {
                 message: e.to_string(),
                 policy: None,
                 inbound,
-                policies: trace,
+                policies,
             },
         }
     }

@@ -1,0 +1,103 @@
+//! Choosing the policy for a validated token, and what it grants this request. Pure: the
+//! exchange, explain and the audit trace of a denial all run this same code.
+
+use std::sync::Arc;
+
+use super::{ExchangeError, ExchangeRequest, Trace};
+use crate::inbound::Validated;
+use crate::policy::trust::Rendered;
+use crate::policy::{Check, PolicySet, TrustPolicy};
+
+/// The policy chosen and what it grants this request.
+#[derive(Debug)]
+pub struct Decided {
+    /// The policy.
+    pub policy: Arc<TrustPolicy>,
+    /// The issued `aud`.
+    pub audience: String,
+    /// The issued scopes.
+    pub scopes: Vec<String>,
+    /// Issued subject (unprefixed) and mapped claims.
+    pub rendered: Rendered,
+}
+
+/// Chooses the policy for a validated token. With `policy`, only that one is evaluated;
+/// otherwise policies of the token's issuer are tried in name order and the first that
+/// admits the token and can grant the audience and scopes wins. With `trace`, checks are
+/// recorded.
+pub fn decide(
+    set: &PolicySet,
+    token: &Validated,
+    req: &ExchangeRequest,
+    mut trace: Option<&mut Trace>,
+) -> Result<Decided, ExchangeError> {
+    let issuer = &token.issuer.name;
+    let candidates: Box<dyn Iterator<Item = &Arc<TrustPolicy>>> = match &req.policy {
+        Some(name) => match set.policy(name) {
+            Some(p) if &p.issuer == issuer => Box::new(std::iter::once(p)),
+            _ => Box::new(std::iter::empty()),
+        },
+        // Explanations show every policy of the issuer; the exchange needs only those
+        // the index says could admit the token (the same first match either way).
+        None if trace.as_ref().is_some_and(|t| t.every_policy()) => {
+            Box::new(set.policies_for(issuer).iter())
+        }
+        None => set.candidates(issuer, &token.claims),
+    };
+    let mut failure = None;
+    for policy in candidates {
+        let mut checks = trace
+            .as_ref()
+            .filter(|t| t.wants_checks())
+            .map(|_| Vec::new());
+        let outcome = judge(policy, token, req, checks.as_mut());
+        if let Some(t) = trace.as_deref_mut() {
+            let code = match &outcome {
+                Ok(_) => "selected",
+                Err(Some(e)) => e.code(),
+                Err(None) => "not_admitted",
+            };
+            t.record(&policy.name, code, checks);
+        }
+        match outcome {
+            Ok(decided) => return Ok(decided),
+            Err(Some(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(None) => {}
+        }
+    }
+    Err(failure.unwrap_or(ExchangeError::NotAdmitted))
+}
+
+/// One policy against one request: `Err(None)` when it does not admit the token,
+/// `Err(Some(_))` when it admits it but cannot grant what was asked.
+fn judge(
+    policy: &Arc<TrustPolicy>,
+    token: &Validated,
+    req: &ExchangeRequest,
+    mut checks: Option<&mut Vec<Check>>,
+) -> Result<Decided, Option<ExchangeError>> {
+    if !policy.admits(&token.claims, checks.as_deref_mut()) {
+        return Err(None);
+    }
+    let rendered = policy.render(&token.claims, checks).ok_or(None)?;
+    let grant = &policy.grant;
+    let audience = match &req.audience {
+        Some(a) if grant.audience.contains(a) => a.clone(),
+        Some(_) => return Err(Some(ExchangeError::InvalidTarget)),
+        None if grant.audience.len() == 1 => grant.audience[0].clone(),
+        None => return Err(Some(ExchangeError::AudienceRequired)),
+    };
+    let scopes = match &req.scopes {
+        None => grant.scopes.clone(),
+        Some(asked) if asked.iter().all(|s| grant.scopes.contains(s)) => asked.clone(),
+        Some(_) => return Err(Some(ExchangeError::InvalidScope)),
+    };
+    Ok(Decided {
+        policy: policy.clone(),
+        audience,
+        scopes,
+        rendered,
+    })
+}

@@ -1,0 +1,89 @@
+//! `/admin/v1`: JSON over bearer auth. Thin: extract (the admin, `If-Match`, the body), call
+//! the admin services, map the result.
+
+mod audit;
+mod documents;
+mod explain;
+mod extract;
+mod failure;
+mod keys;
+mod revocations;
+
+use actix_web::web;
+
+use crate::mint::KeyChange;
+use crate::policy::Kind;
+
+pub use failure::AdminFailure;
+
+/// Registers the admin routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use Kind::{Issuer, TrustPolicy};
+    cfg.service(
+        web::scope("/admin/v1")
+            .app_data(extract::json_config())
+            .route(
+                "/issuers",
+                web::get().to(|r, d, i| documents::list(r, d, i, Issuer)),
+            )
+            .route(
+                "/policies",
+                web::get().to(|r, d, i| documents::list(r, d, i, TrustPolicy)),
+            )
+            .route(
+                "/issuers/{name}",
+                web::get().to(|r, d, i, n| documents::get(r, d, i, n, Issuer)),
+            )
+            .route(
+                "/policies/{name}",
+                web::get().to(|r, d, i, n| documents::get(r, d, i, n, TrustPolicy)),
+            )
+            .route(
+                "/issuers/{name}",
+                web::put().to(|q, w, m, p, d, i, n| documents::put(q, w, m, p, d, i, n, Issuer)),
+            )
+            .route(
+                "/policies/{name}",
+                web::put()
+                    .to(|q, w, m, p, d, i, n| documents::put(q, w, m, p, d, i, n, TrustPolicy)),
+            )
+            .route(
+                "/issuers/{name}",
+                web::delete().to(|w, m, d, i, n| documents::delete(w, m, d, i, n, Issuer)),
+            )
+            .route(
+                "/policies/{name}",
+                web::delete().to(|w, m, d, i, n| documents::delete(w, m, d, i, n, TrustPolicy)),
+            )
+            .route(
+                "/issuers/{name}/history",
+                web::get().to(|r, d, i, n| documents::history(r, d, i, n, Issuer)),
+            )
+            .route(
+                "/policies/{name}/history",
+                web::get().to(|r, d, i, n| documents::history(r, d, i, n, TrustPolicy)),
+            )
+            .route("/apply", web::post().to(documents::apply))
+            .route("/explain", web::post().to(explain::explain))
+            .route("/audit", web::get().to(audit::page))
+            .route("/audit/{request_id}", web::get().to(audit::one))
+            .route("/keys", web::get().to(keys::list))
+            .route(
+                "/keys/rotate",
+                web::post().to(|w, k, i| keys::change(w, k, i, KeyChange::Rotate)),
+            )
+            .route(
+                "/keys/replace",
+                web::post().to(|w, k, i| keys::change(w, k, i, KeyChange::Replace)),
+            )
+            .route(
+                "/tokens/revoke",
+                web::post().to(revocations::revoke_matching),
+            )
+            .route(
+                "/tokens/{jti}/revoke",
+                web::post().to(revocations::revoke_jti),
+            )
+            .route("/revocations", web::get().to(revocations::list)),
+    );
+}

@@ -260,6 +260,90 @@ pub async fn concurrent_edits_one_wins_one_gets_412_on(app: TestApp) {
 }
 
 #[tokio::test]
+async fn if_match_compares_strongly_and_answers_412_for_any_tag_that_matches_nothing() {
+    let app = spawn_app().await;
+    let path = "/policies/branches-read";
+    let current = app.admin(Method::GET, path).send().await.unwrap();
+    let etag = current.headers()["etag"].to_str().unwrap().to_owned();
+    let doc: Value = current.json().await.unwrap();
+    let put = |tag: &str| {
+        app.admin(Method::PUT, path)
+            .header("if-match", tag)
+            .json(&doc)
+            .send()
+    };
+    // A weak form of the current tag never matches (strong comparison), nor does a tag this
+    // API never gave, nor a list of stale tags: 412, never 400.
+    for tag in [
+        format!("W/{etag}"),
+        "\"something-else\"".to_owned(),
+        "\"v0\", \"v999\"".to_owned(),
+    ] {
+        let response = put(&tag).await.unwrap();
+        assert_eq!(response.status(), 412, "If-Match: {tag}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "precondition_failed", "{body}");
+    }
+    // One matching tag in a list is enough.
+    let listed = put(&format!("\"v999\", {etag}")).await.unwrap();
+    assert_eq!(listed.status(), 200);
+    // Only a header that is not an entity-tag list is a bad request.
+    for garbage in ["v1", "\"unterminated", "*, \"v1\""] {
+        let response = put(garbage).await.unwrap();
+        assert_eq!(response.status(), 400, "If-Match: {garbage}");
+    }
+    // `*`: the document must exist; creating one under `*` is refused.
+    let star = put("*").await.unwrap();
+    assert_eq!(star.status(), 200);
+    let mut fresh = doc.clone();
+    fresh["name"] = json!("created-under-star");
+    let created = app
+        .admin(Method::PUT, "/policies/created-under-star")
+        .header("if-match", "*")
+        .json(&fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 412);
+    let deleted = app
+        .admin(Method::DELETE, "/policies/created-under-star")
+        .header("if-match", "*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 412);
+}
+
+#[tokio::test]
+async fn explain_checks_the_subject_token_type_as_the_token_endpoint_does() {
+    let app = spawn_app().await;
+    let token = app.idp.token(&app.idp.claims());
+    let explain = |kind: Option<&str>| {
+        let mut body = json!({"subject_token": token, "audience": "https://deploy.internal"});
+        if let Some(kind) = kind {
+            body["subject_token_type"] = json!(kind);
+        }
+        app.admin(Method::POST, "/explain").json(&body).send()
+    };
+    for kind in [
+        None,
+        Some(ID_TOKEN),
+        Some("urn:ietf:params:oauth:token-type:jwt"),
+    ] {
+        let response = explain(kind).await.unwrap();
+        assert_eq!(response.status(), 200, "{kind:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["decision"], "allow", "{body}");
+    }
+    let refused = explain(Some("urn:ietf:params:oauth:token-type:saml2"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+}
+
+#[tokio::test]
 async fn explain_names_the_one_failing_check() {
     let app = spawn_app().await;
     let token = app

@@ -14,7 +14,7 @@ use super::KeyRing;
 use super::SigningAlgorithm;
 use super::sealing::{Kek, SealError};
 use super::signing_key::{KeyError, SigningKey};
-use crate::storage::{Storage, StorageError, StoredKey};
+use crate::storage::{KeyState, Storage, StorageError, StoredKey};
 
 /// Extra time a retired key stays published past `max_ttl` (relying parties' clock leeway).
 const RETIRED_LEEWAY: Duration = Duration::from_secs(300);
@@ -67,7 +67,7 @@ pub struct KeyInfo {
     /// Algorithm.
     pub alg: String,
     /// `next`, `active` or `retired`.
-    pub state: String,
+    pub state: KeyState,
     /// Unix seconds.
     pub created_at: i64,
     /// When it started signing.
@@ -132,20 +132,20 @@ impl KeyManager {
         // A next key of another algorithm (the configuration changed) never signed: drop it.
         for row in rows
             .iter()
-            .filter(|r| r.state == "next" && r.alg != self.policy.alg.as_str())
+            .filter(|r| r.state == KeyState::Next && r.alg != self.policy.alg.as_str())
         {
             store.delete_signing_key(&row.kid).await?;
         }
-        rows.retain(|r| !(r.state == "next" && r.alg != self.policy.alg.as_str()));
-        if !rows.iter().any(|r| r.state == "active") {
+        rows.retain(|r| !(r.state == KeyState::Next && r.alg != self.policy.alg.as_str()));
+        if !rows.iter().any(|r| r.state == KeyState::Active) {
             // First start: nothing was ever published, so the first key may sign at once.
-            let row = self.new_key("active", now)?;
+            let row = self.new_key(KeyState::Active, now)?;
             store.insert_signing_key(&row).await?;
             tracing::info!(kid = %row.kid, alg = %row.alg, "generated the first signing key");
             rows.push(row);
         }
-        if !rows.iter().any(|r| r.state == "next") {
-            let row = self.new_key("next", now)?;
+        if !rows.iter().any(|r| r.state == KeyState::Next) {
+            let row = self.new_key(KeyState::Next, now)?;
             store.insert_signing_key(&row).await?;
             rows.push(row);
         }
@@ -167,11 +167,11 @@ impl KeyManager {
         let rows = store.signing_keys().await?;
         let active = rows
             .iter()
-            .find(|r| r.state == "active")
+            .find(|r| r.state == KeyState::Active)
             .ok_or_else(|| KeyError("no active key".into()))?;
         let next = rows
             .iter()
-            .find(|r| r.state == "next")
+            .find(|r| r.state == KeyState::Next)
             .ok_or_else(|| KeyError("no next key".into()))?;
         let published = now - next.created_at;
         // Whole seconds: `now - created_at` may round a 0.1 s interval up to 1 s, so one more.
@@ -182,7 +182,7 @@ impl KeyManager {
                 wait: lead - published,
             });
         }
-        let new_next = self.new_key("next", now)?;
+        let new_next = self.new_key(KeyState::Next, now)?;
         store
             .rotate_signing_keys(&active.kid, &next.kid, &new_next, now)
             .await?;
@@ -201,8 +201,8 @@ impl KeyManager {
         store: &dyn Storage,
         now: i64,
     ) -> Result<(KeyRing, Vec<String>), KeyRingError> {
-        let active = self.new_key("active", now)?;
-        let next = self.new_key("next", now)?;
+        let active = self.new_key(KeyState::Active, now)?;
+        let next = self.new_key(KeyState::Next, now)?;
         let removed = store.replace_signing_keys(&active, &next).await?;
         tracing::warn!(active = %active.kid, next = %next.kid, removed = ?removed, "replaced every signing key");
         Ok((self.load(store, now).await?, removed))
@@ -216,7 +216,7 @@ impl KeyManager {
         now: i64,
     ) -> Result<Option<KeyRing>, KeyRingError> {
         let rows = store.signing_keys().await?;
-        let Some(active) = rows.iter().find(|r| r.state == "active") else {
+        let Some(active) = rows.iter().find(|r| r.state == KeyState::Active) else {
             return Ok(None);
         };
         let since = active.activated_at.unwrap_or(active.created_at);
@@ -256,13 +256,13 @@ impl KeyManager {
     }
 
     fn unpublished(&self, row: &StoredKey, now: i64) -> bool {
-        row.state == "retired"
+        row.state == KeyState::Retired
             && row
                 .retired_at
                 .is_some_and(|t| now >= t + self.retired_window())
     }
 
-    fn new_key(&self, state: &str, now: i64) -> Result<StoredKey, KeyRingError> {
+    fn new_key(&self, state: KeyState, now: i64) -> Result<StoredKey, KeyRingError> {
         let (key, pkcs8) = SigningKey::generate(self.policy.alg)?;
         let alg = self.policy.alg.as_str();
         Ok(StoredKey {
@@ -270,9 +270,9 @@ impl KeyManager {
             kid: key.kid,
             alg: alg.to_owned(),
             sealed: true,
-            state: state.to_owned(),
+            state,
             created_at: now,
-            activated_at: (state == "active").then_some(now),
+            activated_at: (state == KeyState::Active).then_some(now),
             retired_at: None,
         })
     }
@@ -281,20 +281,15 @@ impl KeyManager {
         let mut active = None;
         let mut published = Vec::new();
         // Order: next, active, retired (newest first) — the JWKS lists the future first.
-        let rank = |s: &str| match s {
-            "next" => 0,
-            "active" => 1,
-            _ => 2,
-        };
         let mut ordered: Vec<&StoredKey> = rows.iter().collect();
-        ordered.sort_by_key(|r| (rank(&r.state), -r.created_at));
+        ordered.sort_by_key(|r| (r.state, -r.created_at));
         for row in ordered {
             let Some(alg) = parse_alg(&row.alg) else {
                 continue;
             };
             let pkcs8 = self.kek.open(&row.kid, &row.alg, &row.private_key)?;
             let key = Arc::new(SigningKey::from_pkcs8(alg, &pkcs8)?);
-            if row.state == "active" {
+            if row.state == KeyState::Active {
                 active = Some(key.clone());
             }
             published.push(key);

@@ -1,6 +1,7 @@
 //! Persistence behind one small interface; one implementation per database.
 
 mod postgres;
+mod rows;
 mod sqlite;
 mod sqlite_audit;
 
@@ -15,18 +16,18 @@ use crate::policy::{IssuerDoc, Kind, TrustPolicyDoc};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// A driver's error, kept as the cause; callers see no driver types.
+type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// A database failure. Its text goes to logs, never to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The database said no.
+    /// The database said no, or could not be reached.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The SQLite audit connection said no.
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[source] Cause),
     /// Migrations failed.
     #[error("database migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] Cause),
     /// A stored row cannot be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -44,6 +45,24 @@ pub enum StorageError {
     /// The URL names no supported database.
     #[error("unsupported database_url (expected sqlite://…, postgres://… or postgresql://…)")]
     Unsupported,
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        StorageError::Database(Box::new(e))
+    }
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError::Database(Box::new(e))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StorageError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StorageError::Migrate(Box::new(e))
+    }
 }
 
 /// Every document in force.
@@ -117,14 +136,47 @@ pub struct StoredKey {
     pub private_key: Vec<u8>,
     /// Whether `private_key` is sealed.
     pub sealed: bool,
-    /// `next` (published, not signing), `active` (signing), `retired` (published only).
-    pub state: String,
+    /// Where it is in its life cycle.
+    pub state: KeyState,
     /// Unix seconds.
     pub created_at: i64,
     /// When it started signing.
     pub activated_at: Option<i64>,
     /// When it stopped signing.
     pub retired_at: Option<i64>,
+}
+
+/// Where a signing key is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Published, not yet signing.
+    Next,
+    /// Signing.
+    Active,
+    /// Published only, until every token it signed has expired.
+    Retired,
+}
+
+impl KeyState {
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "next" => Some(KeyState::Next),
+            "active" => Some(KeyState::Active),
+            "retired" => Some(KeyState::Retired),
+            _ => None,
+        }
+    }
 }
 
 /// A revocation rule as stored (see [`crate::revocation`]).

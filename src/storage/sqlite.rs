@@ -7,17 +7,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Sqlite, SqlitePool};
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Sqlite};
-
+use super::rows;
 use super::sqlite_audit::AuditConnection;
 use super::{
     DocumentChange, DocumentVersion, Storage, StorageError, StoredDocument, StoredDocuments,
     StoredKey, StoredRevocation,
 };
-use crate::audit::{AuditEvent, AuditFilter, AuditKind, AuditRecord, Decision};
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::policy::Kind;
 
 /// SQLite storage.
@@ -50,8 +48,7 @@ impl SqliteStore {
         if let Some(parent) = options.get_filename().parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StorageError::Database(sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(parent).map_err(|e| StorageError::Database(Box::new(e)))?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -77,26 +74,7 @@ impl Storage for SqliteStore {
                 .fetch(&self.pool);
         let mut docs = StoredDocuments::default();
         while let Some(row) = rows.try_next().await? {
-            let kind: String = row.try_get("kind")?;
-            let name: String = row.try_get("name")?;
-            let body: String = row.try_get("body")?;
-            let updated_by: String = row.try_get("updated_by")?;
-            let corrupt =
-                |e: serde_json::Error| StorageError::Corrupt(format!("{kind} {name}: {e}"));
-            match Kind::parse(&kind) {
-                Some(Kind::Issuer) => docs
-                    .issuers
-                    .push(serde_json::from_str(&body).map_err(corrupt)?),
-                Some(Kind::TrustPolicy) => docs
-                    .policies
-                    .push(serde_json::from_str(&body).map_err(corrupt)?),
-                None => return Err(StorageError::Corrupt(format!("unknown kind {kind}"))),
-            }
-            if updated_by == super::FILES_ACTOR
-                && let Some(kind) = Kind::parse(&kind)
-            {
-                docs.from_files.push((kind, name));
-            }
+            rows::collect_document(&mut docs, &row)?;
         }
         Ok(docs)
     }
@@ -186,7 +164,9 @@ impl Storage for SqliteStore {
         .bind(kind.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| stored_document(kind, row)).collect()
+        rows.iter()
+            .map(|row| rows::stored_document(kind, row))
+            .collect()
     }
 
     async fn document(
@@ -202,7 +182,7 @@ impl Storage for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref()
-            .map(|row| stored_document(kind, row))
+            .map(|row| rows::stored_document(kind, row))
             .transpose()
     }
 
@@ -214,58 +194,24 @@ impl Storage for SqliteStore {
         .bind(name)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let body: Option<String> = row.try_get("body")?;
-                Ok(DocumentVersion {
-                    version: row.try_get("version")?,
-                    body: body.map(|b| parse_json(&b)).transpose()?,
-                    changed_at: row.try_get("changed_at")?,
-                    changed_by: row.try_get("changed_by")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::document_version).collect()
     }
 
     async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError> {
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE 1 = 1"
-        ));
-        if let Some(since) = filter.since {
-            q.push(" AND time >= ").push_bind(since);
-        }
-        if let Some(until) = filter.until {
-            q.push(" AND time < ").push_bind(until);
-        }
-        if let Some(decision) = filter.decision {
-            q.push(" AND decision = ").push_bind(decision.as_str());
-        }
-        if let Some(policy) = &filter.policy {
-            q.push(" AND policy = ").push_bind(policy.clone());
-        }
-        if let Some(subject) = &filter.subject {
-            q.push(" AND inbound_sub = ").push_bind(subject.clone());
-        }
-        if let Some(kind) = &filter.kind {
-            q.push(" AND kind = ").push_bind(kind.as_str());
-        }
-        if let Some(before) = filter.before_id {
-            q.push(" AND id < ").push_bind(before);
-        }
-        q.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(filter.limit));
+        let mut q = rows::audit_query::<Sqlite>(filter);
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(audit_record).collect()
+        rows.iter().map(rows::audit_record).collect()
     }
 
     async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE request_id = ? ORDER BY id"
+            "SELECT {} FROM audit_events WHERE request_id = ? ORDER BY id",
+            rows::AUDIT_COLUMNS
         )))
         .bind(request_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(audit_record).collect()
+        rows.iter().map(rows::audit_record).collect()
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
@@ -275,20 +221,7 @@ impl Storage for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(StoredKey {
-                    kid: row.try_get("kid")?,
-                    alg: row.try_get("alg")?,
-                    private_key: row.try_get("private_key")?,
-                    sealed: row.try_get::<i64, _>("sealed")? != 0,
-                    state: row.try_get("state")?,
-                    created_at: row.try_get("created_at")?,
-                    activated_at: row.try_get("activated_at")?,
-                    retired_at: row.try_get("retired_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::stored_key).collect()
     }
 
     async fn insert_signing_key(&self, key: &StoredKey) -> Result<(), StorageError> {
@@ -387,21 +320,7 @@ impl Storage for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredRevocation {
-                    jti: row.try_get("jti")?,
-                    policy: row.try_get("policy")?,
-                    subject: row.try_get("subject")?,
-                    issued_since: row.try_get("issued_since")?,
-                    issued_until: row.try_get("issued_until")?,
-                    expires_at: row.try_get("expires_at")?,
-                    created_at: row.try_get("created_at")?,
-                    created_by: row.try_get("created_by")?,
-                    reason: row.try_get("reason")?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::stored_revocation).collect()
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError> {
@@ -455,52 +374,6 @@ impl Storage for SqliteStore {
     }
 }
 
-const AUDIT_COLUMNS: &str = "id, request_id, time, kind, decision, reason, client_addr, policy, \
-    inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail";
-
-fn parse_json(text: &str) -> Result<serde_json::Value, StorageError> {
-    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(e.to_string()))
-}
-
-fn stored_document(kind: Kind, row: &SqliteRow) -> Result<StoredDocument, StorageError> {
-    let body: String = row.try_get("body")?;
-    Ok(StoredDocument {
-        kind,
-        name: row.try_get("name")?,
-        version: row.try_get("version")?,
-        body: parse_json(&body)?,
-        updated_at: row.try_get("updated_at")?,
-        updated_by: row.try_get("updated_by")?,
-    })
-}
-
-fn audit_record(row: &SqliteRow) -> Result<AuditRecord, StorageError> {
-    let decision: Option<String> = row.try_get("decision")?;
-    let detail: String = row.try_get("detail")?;
-    Ok(AuditRecord {
-        id: row.try_get("id")?,
-        event: AuditEvent {
-            request_id: row.try_get("request_id")?,
-            time: row.try_get("time")?,
-            kind: {
-                let kind: String = row.try_get("kind")?;
-                AuditKind::parse(&kind)
-                    .ok_or_else(|| StorageError::Corrupt(format!("audit kind {kind:?}")))?
-            },
-            decision: decision.as_deref().and_then(Decision::parse),
-            reason: row.try_get("reason")?,
-            client_addr: row.try_get("client_addr")?,
-            policy: row.try_get("policy")?,
-            inbound_iss: row.try_get("inbound_iss")?,
-            inbound_sub: row.try_get("inbound_sub")?,
-            inbound_jti: row.try_get("inbound_jti")?,
-            issued_jti: row.try_get("issued_jti")?,
-            issued_exp: row.try_get("issued_exp")?,
-            detail: parse_json(&detail)?,
-        },
-    })
-}
-
 /// One statement, so SQLite's single writer makes the check and the insert atomic: two
 /// callers creating the first `active` (or a `next`) key at once get one key and a `Conflict`.
 async fn insert_key<'e>(
@@ -517,7 +390,7 @@ async fn insert_key<'e>(
     .bind(&key.alg)
     .bind(&key.private_key)
     .bind(i64::from(key.sealed))
-    .bind(&key.state)
+    .bind(key.state.as_str())
     .bind(key.created_at)
     .bind(key.activated_at)
     .bind(key.retired_at)
@@ -526,7 +399,7 @@ async fn insert_key<'e>(
     if done.rows_affected() == 0 {
         return Err(StorageError::Conflict {
             kind: "signing key",
-            name: key.state.clone(),
+            name: key.state.as_str().to_owned(),
         });
     }
     Ok(())
@@ -542,6 +415,7 @@ fn append(audit: &Mutex<AuditConnection>, events: &[AuditEvent]) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::Decision;
 
     fn event(i: usize) -> AuditEvent {
         AuditEvent {

@@ -12,7 +12,7 @@ use sts_broker::mint::sealing::Kek;
 use sts_broker::mint::{KeyManager, KeyPolicy};
 use sts_broker::policy::Kind;
 use sts_broker::storage::{
-    self, Change, DocumentChange, Storage, StorageError, StoredKey, StoredRevocation,
+    self, Change, DocumentChange, KeyState, Storage, StorageError, StoredKey, StoredRevocation,
 };
 
 use crate::testdb::TestDb;
@@ -254,7 +254,7 @@ fn key(kid: &str, state: &str, created_at: i64) -> StoredKey {
         alg: "ES256".into(),
         private_key: vec![0, 1, 2, 255],
         sealed: false,
-        state: state.into(),
+        state: KeyState::parse(state).unwrap(),
         created_at,
         activated_at: (state == "active").then_some(created_at),
         retired_at: None,
@@ -263,7 +263,7 @@ fn key(kid: &str, state: &str, created_at: i64) -> StoredKey {
 
 fn states(keys: &[StoredKey]) -> Vec<(String, String)> {
     keys.iter()
-        .map(|k| (k.kid.clone(), k.state.clone()))
+        .map(|k| (k.kid.clone(), k.state.as_str().to_owned()))
         .collect()
 }
 
@@ -309,7 +309,7 @@ async fn signing_keys_rotate_once_and_keep_one_active_and_one_next() {
             assert!(
                 matches!(refused, Err(StorageError::Conflict { .. })),
                 "{backend}: a second {} key: {refused:?}",
-                duplicate.state
+                duplicate.state.as_str()
             );
         }
         // Both replicas due at once: the same rotation, twice, concurrently.
@@ -331,7 +331,7 @@ async fn signing_keys_rotate_once_and_keep_one_active_and_one_next() {
             "{backend}"
         );
         let keys = store.signing_keys().await.unwrap();
-        let winner = &keys.iter().find(|k| k.state == "next").unwrap().kid;
+        let winner = &keys.iter().find(|k| k.state == KeyState::Next).unwrap().kid;
         assert_eq!(
             states(&keys),
             [

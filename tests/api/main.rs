@@ -2,7 +2,6 @@
 //! identity provider that the tests run themselves.
 
 mod admin;
-mod bench_smoke;
 mod ci_client;
 mod cli;
 mod end_to_end;

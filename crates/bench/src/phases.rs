@@ -438,9 +438,14 @@ fn broker_bin(args: &Args) -> anyhow::Result<PathBuf> {
             .is_some_and(|d| d == "release");
         eprintln!("bench: building sts-broker…");
         let mut build = std::process::Command::new(cargo);
-        build
-            .current_dir(manifest)
-            .args(["build", "--quiet", "--bin", "sts-broker"]);
+        build.current_dir(manifest).args([
+            "build",
+            "--quiet",
+            "-p",
+            "sts-broker",
+            "--bin",
+            "sts-broker",
+        ]);
         if release {
             build.arg("--release");
         }

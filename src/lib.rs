@@ -16,6 +16,7 @@ pub mod exchange;
 pub mod http;
 pub mod inbound;
 pub mod jose;
+pub mod journal;
 pub mod memory;
 pub mod metadata;
 pub mod metrics;

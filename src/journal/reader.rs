@@ -1,0 +1,210 @@
+//! Reading the journal: frame by frame from a sequence number (the indexer, recovery), or one
+//! record at its position (queries). Every frame read is checked (length, CRC, chain);
+//! damage is an error that names the file and offset, never a record skipped.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use super::frame::{self, FrameError, Header};
+use super::position::Position;
+use super::segment;
+use super::{JournalError, Shared};
+
+/// A frame read and checked.
+pub struct Frame {
+    /// Its header.
+    pub header: Header,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// Reads the frame at `offset` of `file`. `Ok(None)` at the end of the written part.
+pub fn read_frame(file: &File, offset: u64) -> Result<Option<Frame>, FrameError> {
+    let mut head = [0u8; frame::HEADER_BYTES];
+    if file.read_exact_at(&mut head, offset).is_err() {
+        // Past the end of the file: nothing was written there.
+        return Ok(None);
+    }
+    let header = match frame::read_header(&head) {
+        Err(FrameError::End) => return Ok(None),
+        other => other?,
+    };
+    let mut payload = vec![0u8; header.payload_len as usize];
+    file.read_exact_at(&mut payload, offset + frame::HEADER_BYTES as u64)
+        .map_err(|_| FrameError::Damaged("frame runs past the end of the segment"))?;
+    frame::check_crc(&head, &payload)?;
+    Ok(Some(Frame { header, payload }))
+}
+
+/// A record read back, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its place.
+    pub position: Position,
+    /// Its bytes.
+    pub record: Vec<u8>,
+}
+
+/// Reads the journal in order from a sequence number.
+pub struct Cursor {
+    shared: Arc<Shared>,
+    /// The segment being read, and the next frame's offset in it.
+    segment: u32,
+    file: Option<File>,
+    offset: u64,
+    /// The CRC the next frame must chain from.
+    prev_crc: Option<u32>,
+    /// The next record to hand out.
+    next_seq: u64,
+}
+
+impl Cursor {
+    pub(super) fn new(shared: Arc<Shared>, from_seq: u64) -> Self {
+        Self {
+            shared,
+            segment: 0,
+            file: None,
+            offset: 0,
+            prev_crc: None,
+            next_seq: from_seq,
+        }
+    }
+
+    /// The next record this cursor hands out.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Up to `max` records from the next one on, never past what the writer has made
+    /// durable. Empty when there is nothing new.
+    pub fn read(&mut self, max: usize) -> Result<Vec<Entry>, JournalError> {
+        let durable = self.shared.durable_seq();
+        let mut out = Vec::new();
+        while out.len() < max && self.next_seq <= durable {
+            if self.file.is_none() {
+                self.locate()?;
+            }
+            let file = self.file.as_ref().expect("located");
+            let path = segment::path(&self.shared.dir, self.segment);
+            let corrupt = |offset: u64, reason: String| JournalError::Corrupt {
+                path: path.clone(),
+                offset,
+                reason,
+            };
+            let end = self.shared.valid_end(self.segment);
+            if end.is_some_and(|end| self.offset >= end) {
+                // The segment is sealed and read: on to the next.
+                self.segment += 1;
+                self.file = None;
+                self.offset = segment::HEADER_BYTES;
+                continue;
+            }
+            let frame = read_frame(file, self.offset)
+                .map_err(|e| corrupt(self.offset, e.to_string()))?
+                .ok_or_else(|| {
+                    corrupt(
+                        self.offset,
+                        "the journal ends before its durable records".into(),
+                    )
+                })?;
+            let header = frame.header;
+            if self.prev_crc.is_some_and(|crc| crc != header.prev_crc) {
+                return Err(corrupt(
+                    self.offset,
+                    "the frame does not follow the one before".into(),
+                ));
+            }
+            let records = frame::records(&header, &frame.payload)
+                .map_err(|e| corrupt(self.offset, e.to_string()))?;
+            for (index, record) in records.into_iter().enumerate() {
+                let seq = header.first_seq + index as u64;
+                if seq < self.next_seq {
+                    continue;
+                }
+                if seq != self.next_seq {
+                    return Err(corrupt(
+                        self.offset,
+                        format!("record {seq} where {} was due", self.next_seq),
+                    ));
+                }
+                out.push(Entry {
+                    seq,
+                    position: Position {
+                        segment: self.segment,
+                        offset: self.offset as u32,
+                        index: index as u16,
+                    },
+                    record,
+                });
+                self.next_seq += 1;
+            }
+            self.prev_crc = Some(header.crc);
+            self.offset += header.frame_len() as u64;
+        }
+        Ok(out)
+    }
+
+    /// Finds the segment and frame holding `next_seq`, reading frame headers from the start
+    /// of its segment.
+    fn locate(&mut self) -> Result<(), JournalError> {
+        let number = self
+            .shared
+            .segment_holding(self.next_seq)
+            .ok_or(JournalError::Missing { seq: self.next_seq })?;
+        let (file, header) = segment::open(&self.shared.dir, number, false)
+            .map_err(|e| JournalError::io(&segment::path(&self.shared.dir, number), e))?;
+        self.segment = number;
+        self.offset = segment::HEADER_BYTES;
+        self.prev_crc = Some(header.prev_crc).filter(|_| header.prev_end != 0);
+        let mut seq = header.first_seq;
+        // Skip whole frames before the one that holds `next_seq`.
+        loop {
+            let path = segment::path(&self.shared.dir, number);
+            let frame = read_frame(&file, self.offset).map_err(|e| JournalError::Corrupt {
+                path: path.clone(),
+                offset: self.offset,
+                reason: e.to_string(),
+            })?;
+            let Some(frame) = frame else { break };
+            if frame.header.first_seq != seq {
+                return Err(JournalError::Corrupt {
+                    path,
+                    offset: self.offset,
+                    reason: format!("record {} where {seq} was due", frame.header.first_seq),
+                });
+            }
+            if frame.header.seqs().end > self.next_seq {
+                break;
+            }
+            seq = frame.header.seqs().end;
+            self.prev_crc = Some(frame.header.crc);
+            self.offset += frame.header.frame_len() as u64;
+        }
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+/// The record at `position`.
+pub fn read_at(shared: &Shared, position: Position) -> Result<Vec<u8>, JournalError> {
+    let path = segment::path(&shared.dir, position.segment);
+    let file = File::open(&path).map_err(|e| JournalError::io(&path, e))?;
+    let offset = u64::from(position.offset);
+    let corrupt = |reason: String| JournalError::Corrupt {
+        path: path.clone(),
+        offset,
+        reason,
+    };
+    let frame = read_frame(&file, offset)
+        .map_err(|e| corrupt(e.to_string()))?
+        .ok_or_else(|| corrupt("no frame at this position".into()))?;
+    let records =
+        frame::records(&frame.header, &frame.payload).map_err(|e| corrupt(e.to_string()))?;
+    records
+        .into_iter()
+        .nth(usize::from(position.index))
+        .ok_or_else(|| corrupt(format!("the frame holds no record {}", position.index)))
+}

@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use crate::duration::HumanDuration;
+pub use crate::journal::Durability;
 pub use crate::mint::SigningAlgorithm;
 pub use crate::mint::sealing::Kek;
 pub use crate::ratelimit::RateSetting;
@@ -68,11 +69,21 @@ pub struct Config {
     pub key_encryption_key: Option<Kek>,
     /// File holding the key-encryption key.
     pub key_encryption_key_file: Option<PathBuf>,
-    /// Folder for a local audit spool used while the database is unreachable (unset: fail
-    /// closed at once).
+    /// `fsync` (a record is on stable storage before its answer) or `os` (handed to the
+    /// operating system: survives a crash of the broker, not of the machine).
+    pub audit_durability: Durability,
+    /// Folder of the audit journal. Default on SQLite: `audit-journal` beside the database
+    /// file; on PostgreSQL unset (the database commit is the durable write).
+    pub audit_journal_dir: Option<PathBuf>,
+    /// Size of each journal segment file, in bytes.
+    pub audit_journal_segment_size: u64,
+    /// How long audit records are kept, in the index and in the journal.
+    pub audit_retention: HumanDuration,
+    /// Deprecated: the audit journal replaced the outage spool; read as `audit_journal_dir`.
     pub audit_spool_dir: Option<PathBuf>,
-    /// Longest database outage the audit spool covers; then exchanges fail closed.
-    pub database_outage_grace: HumanDuration,
+    /// Deprecated and ignored: the journal covers database outages for as long as the disk
+    /// has room.
+    pub database_outage_grace: Option<HumanDuration>,
     /// How often the signing key rotates.
     pub key_rotation_period: HumanDuration,
     /// How long relying parties may cache the broker's JWKS and discovery (`Cache-Control:
@@ -115,8 +126,12 @@ impl Default for Config {
             tls_key_file: None,
             key_encryption_key: None,
             key_encryption_key_file: None,
+            audit_durability: Durability::Fsync,
+            audit_journal_dir: None,
+            audit_journal_segment_size: crate::journal::DEFAULT_SEGMENT_BYTES,
+            audit_retention: HumanDuration(Duration::from_secs(90 * 86400)),
             audit_spool_dir: None,
-            database_outage_grace: HumanDuration(Duration::from_secs(300)),
+            database_outage_grace: None,
             key_rotation_period: HumanDuration(Duration::from_secs(30 * 86400)),
             jwks_max_age: HumanDuration(Duration::from_secs(300)),
             rate_limit_per_client: RateSetting::OFF,
@@ -225,6 +240,19 @@ impl Config {
                 self.key_rotation_period, self.jwks_max_age
             ));
         }
+        let segment = self.audit_journal_segment_size;
+        if !(crate::journal::MIN_SEGMENT_BYTES..=crate::journal::MAX_SEGMENT_BYTES)
+            .contains(&segment)
+        {
+            return bad(format!(
+                "audit_journal_segment_size ({segment}) must be between {} and {} bytes",
+                crate::journal::MIN_SEGMENT_BYTES,
+                crate::journal::MAX_SEGMENT_BYTES
+            ));
+        }
+        if self.audit_retention.0 < Duration::from_secs(86400) {
+            return bad("audit_retention must be at least a day".into());
+        }
         if let Some(token) = &self.admin_token
             && token.expose().len() < 16
         {
@@ -239,6 +267,20 @@ impl Config {
             Some(url) => url.as_str().to_owned(),
             None => format!("http://{}", self.listen),
         }
+    }
+
+    /// The audit journal's folder: configured (`audit_journal_dir`, or the deprecated
+    /// `audit_spool_dir`), else beside an SQLite database file; `None` on PostgreSQL without one.
+    pub fn audit_journal_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = self
+            .audit_journal_dir
+            .as_ref()
+            .or(self.audit_spool_dir.as_ref())
+        {
+            return Some(dir.clone());
+        }
+        crate::storage::sqlite_file(self.database_url.expose())
+            .map(|file| file.with_file_name("audit-journal"))
     }
 
     /// True when the configured database is the embedded SQLite one.

@@ -32,4 +32,5 @@ pub mod sync;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod trail;
 pub mod trusted_proxies;

@@ -1,12 +1,12 @@
-//! Is this broker ready to serve? Its own database and signing keys, and whether audit
-//! records can be committed; never the upstream issuers (one issuer being down must not take
-//! every replica out).
+//! Is this broker ready to serve? Whether audit records can be committed now, its own
+//! database and signing keys; never the upstream issuers (one issuer being down must not
+//! take every replica out).
 
 use std::sync::Arc;
 
-use crate::audit::AuditWriter;
 use crate::mint::SigningKeys;
 use crate::storage::Storage;
+use crate::trail::AuditWriter;
 
 /// The answer to a readiness probe.
 #[derive(Debug)]
@@ -16,10 +16,12 @@ pub enum Readiness {
         /// Its `kid`.
         signing_key: String,
     },
-    /// The database is down, but audit records are spooled locally within the grace period.
-    Spooling,
-    /// Not ready: the database is down and nothing covers the outage.
+    /// Audit records are committed (to the journal), but the database is down: exchanges go
+    /// on and are indexed when it returns; admin changes and replay-protected issuers fail.
     DatabaseDown,
+    /// Not ready: audit records cannot be committed now (a full disk, an unwritable journal,
+    /// the database when it is the durable write), so every exchange would answer 503.
+    AuditDown,
 }
 
 /// Answers readiness probes.
@@ -37,17 +39,20 @@ impl ReadinessProbe {
 
     /// Checks now.
     pub async fn check(&self) -> Readiness {
+        if !self.audit.can_commit() {
+            return Readiness::AuditDown;
+        }
         match self.store.ping().await {
             Ok(()) => Readiness::Ready {
                 signing_key: self.keys.current().active.kid.clone(),
             },
-            Err(e) if self.audit.covers_outage() => {
-                tracing::warn!(error = %e, "readiness: database unavailable; audit records are spooled");
-                Readiness::Spooling
-            }
             Err(e) => {
                 tracing::warn!(error = %e, "readiness: database unavailable");
-                Readiness::DatabaseDown
+                match self.audit.is_journaled() {
+                    true => Readiness::DatabaseDown,
+                    // The database commit is the durable write: nothing can be audited.
+                    false => Readiness::AuditDown,
+                }
             }
         }
     }

@@ -16,8 +16,9 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::audit::{Actor, AuditError, AuditEvent, AuditWriter};
+use crate::audit::{Actor, AuditEvent};
 use crate::storage::{Storage, StorageError, StoredRevocation};
+use crate::trail::{AuditError, AuditWriter};
 
 /// Clock leeway added to how long a rule is kept (relying parties accept a token that long
 /// past its `exp`).

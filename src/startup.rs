@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use std::sync::Arc;
 
 use crate::admin::{Authenticator, Documents};
-use crate::audit::{AuditTrail, AuditWriter, Spool, SpoolPolicy};
 use crate::config::Config;
 use crate::dev::DevIdp;
 use crate::exchange::{ExchangeParts, Lifetimes, TokenExchange};
@@ -27,6 +26,7 @@ use crate::revocation::Revocations;
 use crate::storage::{self, DocumentChange};
 use crate::sync::ReplicaSync;
 use crate::tls::CertificateSlot;
+use crate::trail::{AuditTrail, TrailOptions};
 
 /// How to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,26 +44,7 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener, opens the database, applies policy files and loads keys.
-    pub async fn build(config: Config, options: Options) -> anyhow::Result<Self> {
-        Self::build_inner(config, options, None).await
-    }
-
-    /// Like [`Application::build`], over a storage the caller opened (`database_url` is not
-    /// read). For measurements that wrap the store, e.g. the benchmark's comparison with
-    /// audit records discarded; `serve` always uses [`Application::build`].
-    pub async fn build_with_store(
-        config: Config,
-        options: Options,
-        store: std::sync::Arc<dyn storage::Storage>,
-    ) -> anyhow::Result<Self> {
-        Self::build_inner(config, options, Some(store)).await
-    }
-
-    async fn build_inner(
-        mut config: Config,
-        options: Options,
-        store: Option<std::sync::Arc<dyn storage::Storage>>,
-    ) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config, options: Options) -> anyhow::Result<Self> {
         crate::memory::purge_freed_memory_promptly();
         apply_dev_mode(&mut config, options)?;
         let listener = TcpListener::bind(config.listen)
@@ -80,20 +61,19 @@ impl Application {
         let issuer_url = config.issuer_url();
 
         let kek = kek(&config, options)?;
-        let store = match store {
-            Some(store) => store,
-            None => storage::connect(config.database_url.expose())
-                .await
-                .context("opening the database")?,
-        };
+        let store = storage::connect(config.database_url.expose())
+            .await
+            .context("opening the database")?;
         // Listen before loading anything, so no change made meanwhile is missed.
         let changes = store
             .subscribe()
             .await
             .context("listening for other replicas' changes")?;
         let metrics = Arc::new(Metrics::new());
-        let audit = AuditWriter::spawn(store.clone(), metrics.clone(), spool_policy(&config)?)
-            .context("starting the audit committer thread")?;
+        let (audit, trail) =
+            crate::trail::start(trail_options(&config), store.clone(), metrics.clone())
+                .await
+                .context("opening the audit trail")?;
         // Keys before policies: a wrong KEK must stop start-up before anything is written.
         let keys = Arc::new(
             SigningKeys::load(
@@ -164,7 +144,7 @@ impl Application {
                 config.jwks_max_age.0,
             )),
             readiness: web::Data::new(ReadinessProbe::new(store.clone(), audit, keys.clone())),
-            trail: web::Data::new(AuditTrail::new(store.clone())),
+            trail: web::Data::new(trail),
             client_limit: web::Data::new(ClientLimit::new(
                 config.rate_limit_per_client,
                 metrics.clone(),
@@ -283,17 +263,28 @@ fn http_server(
     Ok(server.shutdown_timeout(10).run())
 }
 
-/// The local audit spool, when configured.
-fn spool_policy(config: &Config) -> anyhow::Result<Option<SpoolPolicy>> {
-    let Some(dir) = &config.audit_spool_dir else {
-        return Ok(None);
-    };
-    let spool = Spool::open(dir)
-        .with_context(|| format!("audit_spool_dir {} is not usable", dir.display()))?;
-    Ok(Some(SpoolPolicy {
-        spool,
-        grace: config.database_outage_grace.0,
-    }))
+/// Where the audit trail's durable write goes, and how long records are kept.
+fn trail_options(config: &Config) -> TrailOptions {
+    if config.audit_spool_dir.is_some() {
+        tracing::warn!(
+            "audit_spool_dir is deprecated: the audit journal replaced the spool; read as audit_journal_dir"
+        );
+    }
+    if config.database_outage_grace.is_some() {
+        tracing::warn!(
+            "database_outage_grace is deprecated and ignored: the audit journal covers database outages"
+        );
+    }
+    TrailOptions {
+        journal: config
+            .audit_journal_dir()
+            .map(|dir| crate::journal::JournalOptions {
+                dir,
+                segment_bytes: config.audit_journal_segment_size,
+                durability: config.audit_durability,
+            }),
+        retention: config.audit_retention.0,
+    }
 }
 
 /// The TLS certificate, when both files are configured.

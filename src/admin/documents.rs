@@ -8,10 +8,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{AdminError, Precondition};
-use crate::audit::{Actor, AuditEvent, AuditWriter};
+use crate::audit::{Actor, AuditEvent};
 use crate::policy::{CurrentPolicies, IssuerDoc, Kind, Limits, PolicySet, TrustPolicyDoc};
 use crate::storage::{DocumentChange, Storage, StoredDocument, StoredDocuments};
 use crate::time::rfc3339;
+use crate::trail::AuditWriter;
 
 /// The stored documents and the policy set compiled from them.
 pub struct Documents {

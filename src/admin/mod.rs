@@ -11,10 +11,10 @@ pub use auth::{Access, AuthError, Authenticator, Principal};
 pub use documents::{ApplyReport, DocumentView, Documents};
 pub use precondition::Precondition;
 
-use crate::audit::AuditError;
 use crate::mint::KeyRingError;
 use crate::revocation::RevokeError;
 use crate::storage::StorageError;
+use crate::trail::AuditError;
 
 /// Why an admin request failed. The messages are for admins, who may see details.
 #[derive(Debug, thiserror::Error)]

@@ -1,14 +1,9 @@
-//! The audit trail: one record per exchange, allowed or denied, written before the answer.
+//! An audit record: what is kept of each exchange, allowed or denied, and of each admin
+//! change. How records are made durable, indexed and read is [`crate::trail`].
 
 mod bounds;
-mod spool;
-mod trail;
-mod writer;
 
 pub use bounds::{AUDIENCE_BYTES, IDENTIFIER_BYTES, SCOPE_BYTES, SCOPES, SUBJECT_BYTES, clip};
-pub use spool::Spool;
-pub use trail::{AuditPage, AuditTrail, MAX_PAGE};
-pub use writer::{AuditError, AuditWriter, SpoolPolicy};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::audit::AuditWriter;
 use crate::inbound::{InboundError, Validated, Validator};
 use crate::metrics::{ExchangeLabels, LimitLabels, Metrics};
 use crate::mint::SigningKeys;
 use crate::policy::{CurrentPolicies, PolicySet};
 use crate::ratelimit::RateLimiter;
 use crate::storage::Storage;
+use crate::trail::AuditWriter;
 
 mod decide;
 mod explain;

@@ -25,9 +25,9 @@ pub async fn readyz(probe: web::Data<ReadinessProbe>) -> HttpResponse {
         Readiness::Ready { signing_key } => {
             HttpResponse::Ok().json(json!({"status": "ready", "signing_key": signing_key}))
         }
-        Readiness::Spooling => HttpResponse::Ok()
-            .json(json!({"status": "degraded", "database": "down", "audit": "spooled"})),
-        Readiness::DatabaseDown => HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "unavailable", "database": "down"})),
+        Readiness::DatabaseDown => HttpResponse::Ok()
+            .json(json!({"status": "degraded", "database": "down", "audit": "journaled"})),
+        Readiness::AuditDown => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "audit": "cannot commit"})),
     }
 }

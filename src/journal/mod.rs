@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use position::{MAX_RECORDS_PER_FRAME, Position};
+pub use position::{MAX_RECORDS_PER_FRAME, MAX_SEGMENT_BYTES, Position};
 pub use reader::{Cursor, Entry};
 pub use writer::{Appended, JournalWriter};
 

@@ -230,6 +230,22 @@ impl JournalWriter {
         Ok(())
     }
 
+    /// After a failure: starts a new segment now, so that a caller can tell whether groups
+    /// can be written again before it has one to write.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        if self.open.is_none()
+            && let Err(e) = self.roll()
+        {
+            self.abandon();
+            return Err(e);
+        }
+        if let Err(e) = self.check_linked() {
+            self.abandon();
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Whether written records wait for a sync.
     pub fn has_unsynced(&self) -> bool {
         self.unsynced > 0

@@ -9,8 +9,9 @@ use arc_swap::{ArcSwap, Guard};
 use serde_json::json;
 
 use super::{KeyInfo, KeyManager, KeyPolicy, KeyRing, KeyRingError};
-use crate::audit::{Actor, AuditEvent, AuditWriter};
+use crate::audit::{Actor, AuditEvent};
 use crate::storage::Storage;
+use crate::trail::AuditWriter;
 
 /// The broker's signing keys.
 pub struct SigningKeys {

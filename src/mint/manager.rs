@@ -46,7 +46,7 @@ pub enum KeyRingError {
     Seal(#[from] SealError),
     /// The change was made but its audit record could not be committed.
     #[error(transparent)]
-    Audit(#[from] crate::audit::AuditError),
+    Audit(#[from] crate::trail::AuditError),
     /// The next key has not been published long enough to sign safely.
     #[error(
         "the next key has been published for only {published}s; rotating now could fail verifiers with a cached JWKS (retry in {wait}s)"

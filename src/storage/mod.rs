@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
+use crate::audit::{AuditEvent, AuditFilter};
 use crate::policy::{IssuerDoc, Kind, TrustPolicyDoc};
 
 pub use postgres::PostgresStore;
@@ -202,6 +202,29 @@ pub struct StoredRevocation {
     pub reason: Option<String>,
 }
 
+/// A row of the audit index.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    /// Monotonic id (the page cursor).
+    pub id: i64,
+    /// The event. For a row indexed from the journal on SQLite, only what the index keeps
+    /// (request id, time, kind, decision, reason, policy, subject); the journal holds the rest.
+    pub event: AuditEvent,
+    /// Where the journal holds the whole event (packed), when the row keeps only part of it.
+    pub journal_position: Option<i64>,
+}
+
+/// A journal record to index.
+#[derive(Debug, Clone)]
+pub struct IndexEntry {
+    /// Its sequence number in its journal.
+    pub seq: u64,
+    /// Its packed journal position.
+    pub position: i64,
+    /// The event.
+    pub event: AuditEvent,
+}
+
 /// What changed in a database that several brokers share, so each reloads that state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -264,9 +287,31 @@ pub trait Storage: Send + Sync {
     /// Every version of a document, oldest first.
     async fn history(&self, kind: Kind, name: &str) -> Result<Vec<DocumentVersion>, StorageError>;
     /// Audit records matching `filter`, newest first.
-    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError>;
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StorageError>;
     /// The audit records of one request.
-    async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError>;
+    async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRow>, StorageError>;
+    /// How far the journal `journal_id` has been indexed (its last indexed sequence number),
+    /// `None` when nothing of it has been.
+    async fn journal_mark(&self, journal_id: &str) -> Result<Option<u64>, StorageError>;
+    /// Indexes journal records and moves the journal's mark to the last of them, in one
+    /// transaction; entries at or before the mark are skipped, so a batch given twice (after
+    /// a crash between commit and acknowledgement) is indexed once.
+    async fn index_audit(
+        &self,
+        journal_id: &str,
+        entries: &[IndexEntry],
+    ) -> Result<(), StorageError>;
+    /// [`Storage::index_audit`] for the indexer thread, blocking it until committed.
+    fn index_audit_blocking(
+        &self,
+        journal_id: &str,
+        entries: &[IndexEntry],
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(), StorageError> {
+        runtime.block_on(self.index_audit(journal_id, entries))
+    }
+    /// Forgets audit records older than `before` (Unix seconds); returns how many.
+    async fn prune_audit(&self, before: i64) -> Result<u64, StorageError>;
     /// Every signing key.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError>;
     /// Stores a new signing key. `Conflict` when it is `active` or `next` and a key in that
@@ -324,6 +369,16 @@ pub trait Storage: Send + Sync {
     /// dropped. `None` when the database is not shared (the embedded SQLite file): nothing
     /// changes it behind this broker's back.
     async fn subscribe(&self) -> Result<Option<ChangeFeed>, StorageError>;
+}
+
+/// The file of an SQLite database URL (`None` for any other database).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_owned())
 }
 
 /// Opens (creating if needed) the database `url` and applies its migrations.

@@ -18,10 +18,10 @@ use sqlx::{ConnectOptions, Connection, PgPool, Postgres, QueryBuilder};
 
 use super::rows;
 use super::{
-    Change, ChangeFeed, DocumentChange, DocumentVersion, Storage, StorageError, StoredDocument,
-    StoredDocuments, StoredKey, StoredRevocation,
+    AuditRow, Change, ChangeFeed, DocumentChange, DocumentVersion, IndexEntry, Storage,
+    StorageError, StoredDocument, StoredDocuments, StoredKey, StoredRevocation,
 };
-use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
+use crate::audit::{AuditEvent, AuditFilter};
 use crate::policy::Kind;
 
 /// Connections per replica; one more than these is never opened.
@@ -151,13 +151,13 @@ impl Storage for PostgresStore {
         rows.iter().map(rows::document_version).collect()
     }
 
-    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError> {
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StorageError> {
         let mut q = rows::audit_query::<Postgres>(filter);
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(rows::audit_record).collect()
+        rows.iter().map(rows::audit_row).collect()
     }
 
-    async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError> {
+    async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRow>, StorageError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM audit_events WHERE request_id = $1 ORDER BY id",
             rows::AUDIT_COLUMNS
@@ -165,7 +165,7 @@ impl Storage for PostgresStore {
         .bind(request_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(rows::audit_record).collect()
+        rows.iter().map(rows::audit_row).collect()
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
@@ -270,42 +270,62 @@ impl Storage for PostgresStore {
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError> {
-        // One multi-row INSERT per chunk: a round trip per statement, not per record.
         let mut tx = self.pool.begin().await?;
-        // Audit ids must be handed out in commit order. Without this, a batch that draws
-        // its ids first but commits last (another replica's committer, a slow disk)
-        // appears below ids a reader has already seen, and a reader that pages or tails by
-        // id never sees it. Holding one transaction-scoped lock from before the ids are
-        // drawn until the commit serialises the audit transactions of all replicas; each
-        // is one group commit, so that is one lock per batch, not per record.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(AUDIT_ORDER_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Postgres>::new(
-                "INSERT INTO audit_events (request_id, time, kind, decision, reason, client_addr,
-                 policy, inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail) ",
-            );
-            insert.push_values(chunk, |mut row, e| {
-                row.push_bind(&e.request_id)
-                    .push_bind(e.time)
-                    .push_bind(e.kind.as_str())
-                    .push_bind(e.decision.map(|d| d.as_str()))
-                    .push_bind(&e.reason)
-                    .push_bind(&e.client_addr)
-                    .push_bind(&e.policy)
-                    .push_bind(&e.inbound_iss)
-                    .push_bind(&e.inbound_sub)
-                    .push_bind(&e.inbound_jti)
-                    .push_bind(&e.issued_jti)
-                    .push_bind(e.issued_exp)
-                    .push_bind(&e.detail);
-            });
-            insert.build().persistent(false).execute(&mut *tx).await?;
-        }
+        insert_audit(&mut tx, events.iter()).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn journal_mark(&self, journal_id: &str) -> Result<Option<u64>, StorageError> {
+        let mark: Option<i64> = sqlx::query_scalar(
+            "SELECT indexed_through FROM audit_journal_marks WHERE journal_id = $1",
+        )
+        .bind(journal_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(mark.map(|m| m as u64))
+    }
+
+    async fn index_audit(
+        &self,
+        journal_id: &str,
+        entries: &[IndexEntry],
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        // The mark row, locked: a second indexer of the same journal (a restarted replica
+        // whose old process lingers) waits, then skips what this one indexed.
+        let mark: Option<i64> = sqlx::query_scalar(
+            "SELECT indexed_through FROM audit_journal_marks WHERE journal_id = $1 FOR UPDATE",
+        )
+        .bind(journal_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let fresh: Vec<&IndexEntry> = entries
+            .iter()
+            .filter(|e| mark.is_none_or(|m| e.seq as i64 > m))
+            .collect();
+        let Some(last) = fresh.last().map(|e| e.seq as i64) else {
+            return Ok(());
+        };
+        insert_audit(&mut tx, fresh.iter().map(|e| &e.event)).await?;
+        sqlx::query(
+            "INSERT INTO audit_journal_marks (journal_id, indexed_through) VALUES ($1, $2)
+             ON CONFLICT (journal_id) DO UPDATE SET indexed_through = excluded.indexed_through",
+        )
+        .bind(journal_id)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn prune_audit(&self, before: i64) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM audit_events WHERE time < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn consume_jti(
@@ -487,6 +507,51 @@ async fn insert_key(tx: &mut sqlx::PgConnection, key: &StoredKey) -> Result<(), 
             kind: "signing key",
             name: key.state.as_str().to_owned(),
         });
+    }
+    Ok(())
+}
+
+/// Inserts whole audit rows in `tx`, holding the lock that keeps audit ids in commit order.
+async fn insert_audit<'e>(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    events: impl ExactSizeIterator<Item = &'e AuditEvent>,
+) -> Result<(), StorageError> {
+    if events.len() == 0 {
+        return Ok(());
+    }
+    // Audit ids must be handed out in commit order. Without this, a batch that draws its ids
+    // first but commits last (another replica's committer, a slow disk) appears below ids a
+    // reader has already seen, and a reader that pages or tails by id never sees it. Holding
+    // one transaction-scoped lock from before the ids are drawn until the commit serialises
+    // the audit transactions of all replicas; each is one group commit, so that is one lock
+    // per batch, not per record.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_ORDER_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    let events: Vec<&AuditEvent> = events.collect();
+    // One multi-row INSERT per chunk: a round trip per statement, not per record.
+    for chunk in events.chunks(AUDIT_ROWS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Postgres>::new(
+            "INSERT INTO audit_events (request_id, time, kind, decision, reason, client_addr,
+             policy, inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail) ",
+        );
+        insert.push_values(chunk, |mut row, e| {
+            row.push_bind(&e.request_id)
+                .push_bind(e.time)
+                .push_bind(e.kind.as_str())
+                .push_bind(e.decision.map(|d| d.as_str()))
+                .push_bind(&e.reason)
+                .push_bind(&e.client_addr)
+                .push_bind(&e.policy)
+                .push_bind(&e.inbound_iss)
+                .push_bind(&e.inbound_sub)
+                .push_bind(&e.inbound_jti)
+                .push_bind(&e.issued_jti)
+                .push_bind(e.issued_exp)
+                .push_bind(&e.detail);
+        });
+        insert.build().persistent(false).execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -8,10 +8,10 @@ use serde_json::Value;
 use sqlx::{Database, Encode, QueryBuilder, Row, Type};
 
 use super::{
-    DocumentVersion, KeyState, StorageError, StoredDocument, StoredDocuments, StoredKey,
+    AuditRow, DocumentVersion, KeyState, StorageError, StoredDocument, StoredDocuments, StoredKey,
     StoredRevocation,
 };
-use crate::audit::{AuditEvent, AuditFilter, AuditKind, AuditRecord, Decision};
+use crate::audit::{AuditEvent, AuditFilter, AuditKind, Decision};
 use crate::policy::Kind;
 
 /// Reading a column, the same way on either database.
@@ -34,9 +34,10 @@ pub(super) trait Columns {
     fn bytes(&self, column: &str) -> Result<Vec<u8>, StorageError>;
 }
 
-/// Columns of an audit record, in the order [`audit_record`] reads them.
+/// Columns of an audit row, in the order [`audit_row`] reads them.
 pub(super) const AUDIT_COLUMNS: &str = "id, request_id, time, kind, decision, reason, \
-    client_addr, policy, inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail";
+    client_addr, policy, inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, \
+    detail, journal_position";
 
 /// Adds one row of `SELECT kind, name, body, updated_by FROM documents` to `docs`.
 pub(super) fn collect_document(
@@ -88,11 +89,14 @@ pub(super) fn document_version(row: &impl Columns) -> Result<DocumentVersion, St
     })
 }
 
-/// A row of the audit table ([`AUDIT_COLUMNS`]).
-pub(super) fn audit_record(row: &impl Columns) -> Result<AuditRecord, StorageError> {
+/// A row of the audit table ([`AUDIT_COLUMNS`]): the event, or as much of it as a row
+/// indexed from the journal keeps, with its journal position.
+pub(super) fn audit_row(row: &impl Columns) -> Result<AuditRow, StorageError> {
+    let journal_position = row.opt_int("journal_position")?;
     let kind = row.text("kind")?;
-    Ok(AuditRecord {
+    Ok(AuditRow {
         id: row.int("id")?,
+        journal_position,
         event: AuditEvent {
             request_id: row.text("request_id")?,
             time: row.int("time")?,
@@ -110,7 +114,10 @@ pub(super) fn audit_record(row: &impl Columns) -> Result<AuditRecord, StorageErr
             inbound_jti: row.opt_text("inbound_jti")?,
             issued_jti: row.opt_text("issued_jti")?,
             issued_exp: row.opt_int("issued_exp")?,
-            detail: row.json("detail")?,
+            detail: match journal_position {
+                Some(_) => Value::Null,
+                None => row.json("detail")?,
+            },
         },
     })
 }

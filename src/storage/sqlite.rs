@@ -12,10 +12,10 @@ use sqlx::{Sqlite, SqlitePool};
 use super::rows;
 use super::sqlite_audit::AuditConnection;
 use super::{
-    DocumentChange, DocumentVersion, Storage, StorageError, StoredDocument, StoredDocuments,
-    StoredKey, StoredRevocation,
+    AuditRow, DocumentChange, DocumentVersion, IndexEntry, Storage, StorageError, StoredDocument,
+    StoredDocuments, StoredKey, StoredRevocation,
 };
-use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
+use crate::audit::{AuditEvent, AuditFilter};
 use crate::policy::Kind;
 
 /// SQLite storage.
@@ -197,13 +197,13 @@ impl Storage for SqliteStore {
         rows.iter().map(rows::document_version).collect()
     }
 
-    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StorageError> {
+    async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StorageError> {
         let mut q = rows::audit_query::<Sqlite>(filter);
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(rows::audit_record).collect()
+        rows.iter().map(rows::audit_row).collect()
     }
 
-    async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError> {
+    async fn audit_by_request(&self, request_id: &str) -> Result<Vec<AuditRow>, StorageError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM audit_events WHERE request_id = ? ORDER BY id",
             rows::AUDIT_COLUMNS
@@ -211,7 +211,7 @@ impl Storage for SqliteStore {
         .bind(request_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(rows::audit_record).collect()
+        rows.iter().map(rows::audit_row).collect()
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StorageError> {
@@ -339,6 +339,45 @@ impl Storage for SqliteStore {
         append(&self.audit, events)
     }
 
+    async fn journal_mark(&self, journal_id: &str) -> Result<Option<u64>, StorageError> {
+        let mark: Option<i64> = sqlx::query_scalar(
+            "SELECT indexed_through FROM audit_journal_marks WHERE journal_id = ?",
+        )
+        .bind(journal_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(mark.map(|m| m as u64))
+    }
+
+    async fn index_audit(
+        &self,
+        journal_id: &str,
+        entries: &[IndexEntry],
+    ) -> Result<(), StorageError> {
+        let audit = self.audit.clone();
+        let (journal_id, entries) = (journal_id.to_owned(), entries.to_vec());
+        tokio::task::spawn_blocking(move || index(&audit, &journal_id, &entries))
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("audit indexing stopped: {e}")))?
+    }
+
+    fn index_audit_blocking(
+        &self,
+        journal_id: &str,
+        entries: &[IndexEntry],
+        _runtime: &tokio::runtime::Handle,
+    ) -> Result<(), StorageError> {
+        index(&self.audit, journal_id, entries)
+    }
+
+    async fn prune_audit(&self, before: i64) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM audit_events WHERE time < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn consume_jti(
         &self,
         issuer: &str,
@@ -403,6 +442,16 @@ async fn insert_key<'e>(
         });
     }
     Ok(())
+}
+
+/// Indexes on the audit connection, on the calling thread.
+fn index(
+    audit: &Mutex<AuditConnection>,
+    journal_id: &str,
+    entries: &[IndexEntry],
+) -> Result<(), StorageError> {
+    let mut conn = audit.lock().unwrap_or_else(PoisonError::into_inner);
+    Ok(conn.index(journal_id, entries)?)
 }
 
 /// Appends on the audit connection, on the calling thread.
@@ -477,5 +526,53 @@ mod tests {
         );
         assert_eq!(last.detail["n"], next - 1);
         assert_eq!(last.decision, Some(Decision::Allow));
+    }
+
+    #[tokio::test]
+    async fn journal_records_are_indexed_slim_once_and_the_mark_moves_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        assert_eq!(store.journal_mark("j1").await.unwrap(), None);
+        let entries: Vec<IndexEntry> = (1..=5)
+            .map(|seq| IndexEntry {
+                seq,
+                position: 1000 + seq as i64,
+                event: event(seq as usize),
+            })
+            .collect();
+        store.index_audit("j1", &entries[..3]).await.unwrap();
+        // A batch given again after a crash, overlapping what was indexed: once each.
+        store.index_audit("j1", &entries).await.unwrap();
+        assert_eq!(store.journal_mark("j1").await.unwrap(), Some(5));
+        assert_eq!(store.journal_mark("j2").await.unwrap(), None);
+        let rows = store
+            .query_audit(&AuditFilter {
+                limit: 100,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let positions: Vec<i64> = rows
+            .iter()
+            .map(|r| {
+                r.journal_position
+                    .expect("an indexed row keeps its position")
+            })
+            .collect();
+        assert_eq!(positions, [1005, 1004, 1003, 1002, 1001]);
+        // Filters work on what the slim row keeps.
+        let by_subject = store
+            .query_audit(&AuditFilter {
+                subject: Some("sub-4".into()),
+                limit: 100,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_subject.len(), 1);
+        let by_request = store.audit_by_request("r2").await.unwrap();
+        assert_eq!(by_request.len(), 1);
+        assert_eq!(store.prune_audit(1_003).await.unwrap(), 2);
     }
 }

@@ -12,11 +12,21 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
+use super::IndexEntry;
 use crate::audit::AuditEvent;
 
 const INSERT: &str = "INSERT INTO audit_events (request_id, time, kind, decision, reason,
     client_addr, policy, inbound_iss, inbound_sub, inbound_jti, issued_jti, issued_exp, detail)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
+/// A record indexed from the journal: what queries filter on, and where the journal holds
+/// the rest. Bytes written per record: ~310 for a slim row against ~930 for a whole one
+/// (SQLite WAL with checkpoints, batches of 2,048, measured on the benchmark machine).
+const INDEX: &str = "INSERT INTO audit_events (request_id, time, kind, decision, reason,
+    policy, inbound_sub, detail, journal_position)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '', ?8)";
+const MARK: &str = "INSERT INTO audit_journal_marks (journal_id, indexed_through) VALUES (?1, ?2)
+    ON CONFLICT (journal_id) DO UPDATE SET indexed_through = excluded.indexed_through";
 
 /// Page cache of the audit connection, in KiB (SQLite takes a negative `cache_size` as KiB).
 const AUDIT_CACHE_KIB: i64 = -256;
@@ -24,6 +34,10 @@ const AUDIT_CACHE_KIB: i64 = -256;
 /// The audit writer's connection to the database file.
 pub struct AuditConnection {
     conn: Connection,
+    /// The `synchronous` setting in force: FULL for records whose durable write is this
+    /// commit, NORMAL for an index of the journal (the journal is the durable copy, and a
+    /// lost index batch is indexed again from it).
+    full_sync: bool,
 }
 
 impl AuditConnection {
@@ -37,7 +51,62 @@ impl AuditConnection {
         // Appends touch only the right edges of the table and its indexes, a few dozen
         // pages; the default 2 MB cache would only fill with pages already written.
         conn.pragma_update(None, "cache_size", AUDIT_CACHE_KIB)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            full_sync: true,
+        })
+    }
+
+    fn sync_mode(&mut self, full: bool) -> rusqlite::Result<()> {
+        if self.full_sync != full {
+            let mode = if full { "FULL" } else { "NORMAL" };
+            self.conn.pragma_update(None, "synchronous", mode)?;
+            self.full_sync = full;
+        }
+        Ok(())
+    }
+
+    /// Indexes journal records past the journal's mark and moves the mark, in one
+    /// transaction.
+    pub fn index(&mut self, journal_id: &str, entries: &[IndexEntry]) -> rusqlite::Result<()> {
+        self.sync_mode(false)?;
+        let tx = self.conn.transaction()?;
+        let mark: Option<i64> = tx
+            .query_row(
+                "SELECT indexed_through FROM audit_journal_marks WHERE journal_id = ?1",
+                [journal_id],
+                |row| row.get(0),
+            )
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                other => Err(other),
+            })?;
+        let mut last = None;
+        {
+            let mut insert = tx.prepare_cached(INDEX)?;
+            for entry in entries {
+                if mark.is_some_and(|m| entry.seq as i64 <= m) {
+                    continue;
+                }
+                let e = &entry.event;
+                insert.execute(params![
+                    e.request_id,
+                    e.time,
+                    e.kind.as_str(),
+                    e.decision.map(|d| d.as_str()),
+                    e.reason,
+                    e.policy,
+                    e.inbound_sub,
+                    entry.position,
+                ])?;
+                last = Some(entry.seq as i64);
+            }
+        }
+        if let Some(last) = last {
+            tx.prepare_cached(MARK)?
+                .execute(params![journal_id, last])?;
+        }
+        tx.commit()
     }
 
     /// Appends `events` in one transaction: all of them are durable, or none is.
@@ -45,6 +114,7 @@ impl AuditConnection {
         if events.is_empty() {
             return Ok(());
         }
+        self.sync_mode(true)?;
         let tx = self.conn.transaction()?;
         {
             // Prepared once per connection and kept: one statement executed per record

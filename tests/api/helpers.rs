@@ -452,17 +452,33 @@ impl TestApp {
             .bearer_auth(ADMIN_TOKEN)
     }
 
-    /// Audit rows for one request id: (decision, reason, policy).
-    pub async fn audit(&self, request_id: &str) -> Vec<(Option<String>, String, Option<String>)> {
-        let store = sts_broker::storage::connect(self.config.database_url.expose())
+    /// The audit records of one request id, as the admin API shows them.
+    pub async fn audit_records(&self, request_id: &str) -> Vec<Value> {
+        let response = self
+            .admin(reqwest::Method::GET, &format!("/audit/{request_id}"))
+            .send()
             .await
             .unwrap();
-        let records = store.audit_by_request(request_id).await.unwrap();
-        records
-            .into_iter()
+        if response.status() == 404 {
+            return Vec::new();
+        }
+        assert_eq!(response.status(), 200, "audit lookup of {request_id}");
+        let body: Value = response.json().await.unwrap();
+        body["events"].as_array().unwrap().clone()
+    }
+
+    /// Audit records for one request id: (decision, reason, policy).
+    pub async fn audit(&self, request_id: &str) -> Vec<(Option<String>, String, Option<String>)> {
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        self.audit_records(request_id)
+            .await
+            .iter()
             .map(|r| {
-                let decision = r.event.decision.map(|d| d.as_str().to_owned());
-                (decision, r.event.reason, r.event.policy)
+                (
+                    text(&r["decision"]),
+                    text(&r["reason"]).unwrap(),
+                    text(&r["policy"]),
+                )
             })
             .collect()
     }

@@ -199,7 +199,7 @@ async fn audit_queries_filter_and_page_newest_first() {
             let store = store.clone();
             async move { store.query_audit(&f).await.unwrap() }
         };
-        let ids = |records: &[sts_broker::audit::AuditRecord]| -> Vec<String> {
+        let ids = |records: &[sts_broker::storage::AuditRow]| -> Vec<String> {
             records.iter().map(|r| r.event.request_id.clone()).collect()
         };
         let all = query(AuditFilter {
@@ -242,8 +242,9 @@ async fn audit_queries_filter_and_page_newest_first() {
         assert_eq!(ids(&page2), ["r3", "r2", "r1"], "{backend}");
         let one = store.audit_by_request("r5").await.unwrap();
         assert_eq!(one.len(), 1, "{backend}");
-        assert_eq!(one[0].event.decision, Some(Decision::Deny), "{backend}");
-        assert_eq!(one[0].event.issued_exp, Some(1065), "{backend}");
+        let one = &one[0].event;
+        assert_eq!(one.decision, Some(Decision::Deny), "{backend}");
+        assert_eq!(one.issued_exp, Some(1065), "{backend}");
     })
     .await;
 }
@@ -565,8 +566,13 @@ async fn sqlite_has_no_change_feed() {
 async fn concurrent_audit_records_are_group_committed() {
     on_every_backend("concurrent_audit_records…", |store, _| async move {
         let metrics = Arc::new(sts_broker::metrics::Metrics::new());
-        let writer =
-            sts_broker::audit::AuditWriter::spawn(store.clone(), metrics.clone(), None).unwrap();
+        let options = sts_broker::trail::TrailOptions {
+            journal: None,
+            retention: Duration::from_secs(86400),
+        };
+        let (writer, _) = sts_broker::trail::start(options, store.clone(), metrics.clone())
+            .await
+            .unwrap();
         let records = (0..64).map(|i| {
             let writer = writer.clone();
             let store = store.clone();

@@ -512,13 +512,9 @@ async fn forwarded_clients_are_believed_only_from_trusted_proxies() {
         (response.status().as_u16(), id)
     }
     async fn client_addr(app: &crate::helpers::TestApp, id: &str) -> Option<String> {
-        let store = sts_broker::storage::connect(app.config.database_url.expose())
-            .await
-            .unwrap();
-        store.audit_by_request(id).await.unwrap()[0]
-            .event
-            .client_addr
-            .clone()
+        app.audit_records(id).await[0]["client_addr"]
+            .as_str()
+            .map(str::to_owned)
     }
 
     let app = spawn_app_with(|c| {

@@ -1,5 +1,5 @@
-//! The processes under test: `sts-broker serve`, the broker library with a wrapped store, and
-//! the ideal handler; each in its own working folder, killed when dropped.
+//! The processes under test: `sts-broker serve` and the ideal handler; each in its own
+//! working folder, killed when dropped.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -39,16 +39,14 @@ impl Drop for Workdir {
     }
 }
 
-/// Which broker to start.
+/// Which broker to start: `sts-broker serve --config FILE` with this binary and these extra
+/// configuration lines.
 #[derive(Debug, Clone)]
-pub enum Launch {
-    /// `sts-broker serve --config FILE`.
-    Serve(PathBuf),
-    /// This binary with `--inprocess-broker FILE`, audit records kept or discarded.
-    Library {
-        /// Discard audit records.
-        audit_off: bool,
-    },
+pub struct Launch {
+    /// The `sts-broker` binary.
+    pub bin: PathBuf,
+    /// Lines added to its configuration file.
+    pub extra_config: String,
 }
 
 /// CPU time and memory of a process at one moment.
@@ -124,27 +122,15 @@ pub async fn start_broker(
              allow_insecure_loopback_issuers = true\n\
              rate_limit_per_client = \"0\"\n\
              rate_limit_per_subject = \"0\"\n\
-             log_format = \"json\"\n",
+             log_format = \"json\"\n{extra}",
             db = home.join("broker.db").display(),
             policies = policies.display(),
             kek = random_kek(),
+            extra = launch.extra_config,
         ),
     )?;
-    let mut command = match launch {
-        Launch::Serve(bin) => {
-            let mut c = Command::new(bin);
-            c.arg("serve").arg("--config").arg(&config);
-            c
-        }
-        Launch::Library { audit_off } => {
-            let mut c = Command::new(std::env::current_exe()?);
-            c.arg("--inprocess-broker").arg(&config);
-            if *audit_off {
-                c.arg("--audit-off");
-            }
-            c
-        }
-    };
+    let mut command = Command::new(&launch.bin);
+    command.arg("serve").arg("--config").arg(&config);
     command.current_dir(&home);
     spawn(command, &home.join("broker.log"), port, "/readyz").await
 }
@@ -159,9 +145,9 @@ pub async fn start_ideal(dir: &Path, durable_audit: bool) -> anyhow::Result<Chil
         false => "ideal",
     };
     if durable_audit {
-        let db = dir.join(name);
-        std::fs::create_dir_all(&db)?;
-        command.arg("--ideal-audit-db").arg(db.join("audit.db"));
+        let home = dir.join(name);
+        std::fs::create_dir_all(&home)?;
+        command.arg("--ideal-audit-dir").arg(home);
     }
     spawn(command, &dir.join(format!("{name}.log")), port, "/healthz").await
 }

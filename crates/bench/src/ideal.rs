@@ -3,9 +3,10 @@
 //! parsed once, answering the broker's JSON shape. No policy, no audit, no checks beyond the
 //! signature: a ceiling, not a competitor.
 //!
-//! With `--ideal-audit-db`, it also waits for one durable audit record per exchange,
-//! committed in groups by the broker's own audit writer on SQLite: the least an exchange
-//! costs once the durability requirement is added, and nothing else of the broker.
+//! With `--ideal-audit-dir`, it also waits for one durable audit record per exchange, made
+//! durable by the broker's own audit trail (journal group commit, SQLite index) in that
+//! folder: the least an exchange costs once the durability requirement is added, and nothing
+//! else of the broker.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -20,8 +21,9 @@ use aws_lc_rs::signature::{
     RSA_PKCS1_2048_8192_SHA256,
 };
 use serde_json::{Value, json};
-use sts_broker::audit::{AuditEvent, AuditWriter, Decision};
+use sts_broker::audit::{AuditEvent, Decision};
 use sts_broker::jose::{b64url, b64url_decode};
+use sts_broker::trail::AuditWriter;
 
 struct Keys {
     inbound: ParsedPublicKey,
@@ -30,9 +32,9 @@ struct Keys {
     audit: Option<AuditWriter>,
 }
 
-/// Serves `POST /token` and `GET /healthz` on `port` until killed; with `audit_db`, every
-/// exchange waits for its audit record's group commit to that SQLite file.
-pub async fn serve(port: u16, audit_db: Option<&Path>) -> anyhow::Result<()> {
+/// Serves `POST /token` and `GET /healthz` on `port` until killed; with `audit_dir`, every
+/// exchange waits for its audit record's group commit to the journal in that folder.
+pub async fn serve(port: u16, audit_dir: Option<&Path>) -> anyhow::Result<()> {
     let rsa = crate::issuer::rsa_key()?;
     let der = rsa
         .public_key()
@@ -45,8 +47,8 @@ pub async fn serve(port: u16, audit_db: Option<&Path>) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("ES256 key: {e}"))?;
     let signing = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
         .map_err(|e| anyhow::anyhow!("ES256 key: {e}"))?;
-    let audit = match audit_db {
-        Some(path) => Some(audit_writer(path).await?),
+    let audit = match audit_dir {
+        Some(dir) => Some(audit_writer(dir).await?),
         None => None,
     };
     let keys = web::Data::new(Keys {
@@ -68,13 +70,25 @@ pub async fn serve(port: u16, audit_db: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn audit_writer(path: &Path) -> anyhow::Result<AuditWriter> {
-    let url = format!("sqlite://{}?mode=rwc", path.display());
+/// The broker's audit trail, as `serve` opens it by default: journal (fsync) and SQLite index.
+async fn audit_writer(dir: &Path) -> anyhow::Result<AuditWriter> {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("audit.db").display());
     let store = sts_broker::storage::connect(&url)
         .await
         .context("opening the audit database")?;
     let metrics = Arc::new(sts_broker::metrics::Metrics::new());
-    AuditWriter::spawn(store, metrics, None).context("starting the audit writer")
+    let options = sts_broker::trail::TrailOptions {
+        journal: Some(sts_broker::journal::JournalOptions {
+            dir: dir.join("audit-journal"),
+            segment_bytes: sts_broker::journal::DEFAULT_SEGMENT_BYTES,
+            durability: sts_broker::journal::Durability::Fsync,
+        }),
+        retention: std::time::Duration::from_secs(90 * 86400),
+    };
+    let (writer, _) = sts_broker::trail::start(options, store, metrics)
+        .await
+        .context("starting the audit trail")?;
+    Ok(writer)
 }
 
 async fn token(body: web::Bytes, keys: web::Data<Keys>) -> HttpResponse {

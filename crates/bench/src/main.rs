@@ -2,21 +2,20 @@
 //! exchange must cost?
 //!
 //! ```sh
-//! cargo build --release --bins && cargo run --release --bin bench -- --seconds 10
-//! cargo run --release --bin bench -- --smoke      # every phase about a second (CI)
+//! cargo build --release --workspace --bins && cargo run --release -p sts-bench -- --seconds 10
+//! cargo run --release -p sts-bench -- --smoke      # every phase about a second (CI)
 //! ```
 //!
 //! One run starts a fake OIDC issuer (in this process), then, one after another, each
 //! variant as its own process: the real `sts-broker serve` (ES256, RS256, EdDSA signing;
-//! 10 and 10,000 policies), the broker library with audit records discarded (and, for a fair
-//! pair, kept), and an "ideal" handler (verify RS256, sign ES256, nothing else). A
+//! 10 and 10,000 policies; `fsync` and `os` audit durability), and an "ideal" handler
+//! (verify RS256, sign ES256, nothing else; and with the broker's durable audit trail). A
 //! keep-alive HTTP/1.1 load generator in this process drives `POST /token` against each;
 //! server CPU and RSS come from `/proc`. The result is a Markdown table on stdout.
 #![forbid(unsafe_code)]
 
 mod child;
 mod ideal;
-mod inproc;
 mod issuer;
 mod load;
 mod phases;
@@ -59,16 +58,10 @@ pub struct Args {
     /// Internal: serve the ideal handler on this port.
     #[arg(long, hide = true)]
     pub ideal_server: Option<u16>,
-    /// Internal, with --ideal-server: also commit one audit record per exchange to this
-    /// SQLite file, through the broker's group-committing audit writer.
+    /// Internal, with --ideal-server: also make one audit record per exchange durable in
+    /// this folder, through the broker's audit trail (journal and index).
     #[arg(long, hide = true)]
-    pub ideal_audit_db: Option<PathBuf>,
-    /// Internal: run the broker library with this config file (`Application::build_with_store`).
-    #[arg(long, hide = true)]
-    pub inprocess_broker: Option<PathBuf>,
-    /// Internal, with --inprocess-broker: discard audit records instead of storing them.
-    #[arg(long, hide = true)]
-    pub audit_off: bool,
+    pub ideal_audit_dir: Option<PathBuf>,
 }
 
 impl Args {
@@ -99,11 +92,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(port) = args.ideal_server {
         return child_exit(
-            server_runtime().block_on(ideal::serve(port, args.ideal_audit_db.as_deref())),
+            server_runtime().block_on(ideal::serve(port, args.ideal_audit_dir.as_deref())),
         );
-    }
-    if let Some(config) = &args.inprocess_broker {
-        return child_exit(server_runtime().block_on(inproc::serve(config, args.audit_off)));
     }
     // The load generator and the fake issuer's control live on one thread: the servers under
     // test get the rest of the machine.

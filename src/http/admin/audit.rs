@@ -5,10 +5,11 @@ use serde_json::{Value, json};
 
 use super::extract::Reader;
 use super::failure::AdminFailure;
-use crate::audit::{AuditFilter, AuditKind, AuditRecord, AuditTrail, Decision, MAX_PAGE};
+use crate::audit::{AuditFilter, AuditKind, AuditRecord, Decision};
 use crate::http::body::Params;
 use crate::http::request_id::RequestId;
 use crate::time::{parse_time, rfc3339};
+use crate::trail::{AuditTrail, MAX_PAGE};
 
 type Answer = Result<HttpResponse, AdminFailure>;
 

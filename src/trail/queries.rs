@@ -1,0 +1,128 @@
+//! Reading the audit trail: pages of records, newest first, and the records of one request,
+//! which are found as soon as the request was answered (read-your-decision).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
+use crate::journal::{JournalReader, Position};
+use crate::storage::{AuditRow, Storage, StorageError};
+
+/// Largest page of audit records.
+pub const MAX_PAGE: u32 = 500;
+/// How long a lookup by request id waits for the indexer to reach the records that were
+/// durable when it was asked (a decision answered a moment ago).
+const READ_YOUR_DECISION: Duration = Duration::from_secs(2);
+
+/// One page of records and the cursor of the next (older) page, if there may be one.
+#[derive(Debug)]
+pub struct AuditPage {
+    /// Newest first.
+    pub records: Vec<AuditRecord>,
+    /// Pass as `before_id` for the next page; `None` on the last page.
+    pub next: Option<i64>,
+}
+
+/// The journal behind the index, when there is one.
+#[derive(Clone)]
+pub(super) struct Journaled {
+    pub(super) reader: JournalReader,
+    pub(super) indexed: watch::Receiver<u64>,
+    pub(super) wake_indexer: flume::Sender<()>,
+}
+
+/// Queries over the audit trail.
+pub struct AuditTrail {
+    store: Arc<dyn Storage>,
+    journal: Option<Journaled>,
+}
+
+impl AuditTrail {
+    pub(super) fn new(store: Arc<dyn Storage>, journal: Option<Journaled>) -> Self {
+        Self { store, journal }
+    }
+
+    /// The records matching `filter`, a page of at most `filter.limit` (≤ [`MAX_PAGE`]).
+    pub async fn page(&self, filter: &AuditFilter) -> Result<AuditPage, StorageError> {
+        let mut filter = filter.clone();
+        filter.limit = filter.limit.clamp(1, MAX_PAGE);
+        let rows = self.store.query_audit(&filter).await?;
+        // A full page may have a successor; a short one is the last.
+        let next = (rows.len() == filter.limit as usize)
+            .then(|| rows.last().map(|r| r.id))
+            .flatten();
+        let records = self.resolve(rows).await?;
+        Ok(AuditPage { records, next })
+    }
+
+    /// The records of one request (an exchange has one; an admin change one per write).
+    /// A request answered a moment ago is found even if the indexer has not reached it.
+    pub async fn by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError> {
+        let mut rows = self.store.audit_by_request(request_id).await?;
+        if rows.is_empty()
+            && let Some(journal) = &self.journal
+        {
+            let durable = journal.reader.durable_seq();
+            if *journal.indexed.borrow() < durable {
+                let _ = journal.wake_indexer.try_send(());
+                let mut indexed = journal.indexed.clone();
+                let reached = indexed.wait_for(|seq| *seq >= durable);
+                if tokio::time::timeout(READ_YOUR_DECISION, reached)
+                    .await
+                    .is_ok()
+                {
+                    rows = self.store.audit_by_request(request_id).await?;
+                }
+            }
+        }
+        self.resolve(rows).await
+    }
+
+    /// The whole events of rows that keep only part of theirs, read from the journal. A
+    /// record the journal no longer has (its files removed by hand) is shown as the index
+    /// keeps it, with the reason in its detail, rather than failing the whole page.
+    async fn resolve(&self, rows: Vec<AuditRow>) -> Result<Vec<AuditRecord>, StorageError> {
+        if rows.iter().all(|r| r.journal_position.is_none()) {
+            return Ok(rows
+                .into_iter()
+                .map(|r| AuditRecord {
+                    id: r.id,
+                    event: r.event,
+                })
+                .collect());
+        }
+        let reader = self.journal.as_ref().map(|j| j.reader.clone());
+        tokio::task::spawn_blocking(move || {
+            rows.into_iter()
+                .map(|row| {
+                    let event = match row.journal_position {
+                        None => row.event,
+                        Some(packed) => match read_event(reader.as_ref(), packed) {
+                            Ok(event) => event,
+                            Err(reason) => {
+                                tracing::warn!(request_id = %row.event.request_id, error = %reason, "audit record not in the journal");
+                                let mut partial = row.event;
+                                partial.detail = json!({"journal_unavailable": reason});
+                                partial
+                            }
+                        },
+                    };
+                    AuditRecord { id: row.id, event }
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| StorageError::Corrupt(format!("reading the audit journal stopped: {e}")))
+    }
+}
+
+fn read_event(reader: Option<&JournalReader>, packed: i64) -> Result<AuditEvent, String> {
+    let reader = reader.ok_or("the record is in an audit journal, and none is configured")?;
+    let position =
+        Position::unpack(packed).ok_or(format!("journal position {packed} is not valid"))?;
+    let bytes = reader.read(position).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("journal record: {e}"))
+}

@@ -1,0 +1,76 @@
+//! Where a group of records is made durable: appended to the audit journal (the default, and
+//! on PostgreSQL with `audit_journal_dir`), or committed to the database.
+
+use std::sync::Arc;
+
+use tokio::runtime::Handle;
+
+use crate::audit::AuditEvent;
+use crate::journal::JournalWriter;
+use crate::storage::Storage;
+
+/// The durable write.
+pub(super) enum Sink {
+    /// The journal; the indexer is told when records were added.
+    Journal {
+        writer: Box<JournalWriter>,
+        indexer: flume::Sender<()>,
+        encoded: Vec<Vec<u8>>,
+    },
+    /// The database commit (PostgreSQL without a journal).
+    Database {
+        store: Arc<dyn Storage>,
+        runtime: Handle,
+    },
+}
+
+impl Sink {
+    /// Makes `events` durable, all or none.
+    pub(super) fn commit(&mut self, events: &[AuditEvent]) -> Result<(), String> {
+        match self {
+            Sink::Journal {
+                writer,
+                indexer,
+                encoded,
+            } => {
+                encoded.clear();
+                for event in events {
+                    encoded.push(serde_json::to_vec(event).map_err(|e| e.to_string())?);
+                }
+                let records: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+                let newest = events.iter().map(|e| e.time).max().unwrap_or(0);
+                writer
+                    .append(&records, newest)
+                    .map_err(|e| format!("audit journal: {e}"))?;
+                // The indexer may be busy; one pending wake-up is enough.
+                let _ = indexer.try_send(());
+                Ok(())
+            }
+            Sink::Database { store, runtime } => store
+                .append_audit_blocking(events, runtime)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Between groups: syncs what [`crate::journal::Durability::Os`] left unsynced.
+    pub(super) fn idle(&mut self) -> Result<(), String> {
+        match self {
+            Sink::Journal { writer, .. } if writer.has_unsynced() => {
+                writer.sync().map_err(|e| format!("audit journal: {e}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After a failure, with nothing to write: can records be made durable again?
+    pub(super) fn probe(&mut self) -> Result<(), String> {
+        match self {
+            Sink::Journal { writer, .. } => {
+                writer.reopen().map_err(|e| format!("audit journal: {e}"))
+            }
+            Sink::Database { store, runtime } => {
+                runtime.block_on(store.ping()).map_err(|e| e.to_string())
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@ pub mod issuer;
 pub mod lint;
 pub mod load;
 pub mod matcher;
+pub mod parse;
 pub mod set;
 pub mod template;
 pub mod trust;

@@ -14,6 +14,7 @@ mod hostile;
 mod keys;
 mod metadata;
 mod outage;
+mod parsing;
 mod policies;
 mod postgres;
 mod replicas;

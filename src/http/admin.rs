@@ -639,6 +639,6 @@ async fn read_json(req: &HttpRequest, payload: web::Payload) -> Result<Value, OA
             "content type must be application/json",
         ));
     }
-    serde_json::from_slice(&bytes)
+    crate::policy::parse::json_body(&bytes)
         .map_err(|e| OAuthError::invalid_request(format!("body is not valid JSON: {e}")))
 }

@@ -5,9 +5,10 @@
 use std::process::Output;
 
 use reqwest::Method;
+use serde_json::{Value, json};
 use sts_broker::startup::{Application, Options};
 
-use crate::helpers::{ADMIN_TOKEN, POLICIES, spawn_app, test_config};
+use crate::helpers::{ADMIN_TOKEN, POLICIES, TestApp, spawn_app, test_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sts-broker");
 
@@ -210,4 +211,159 @@ async fn apply_refuses_a_folder_with_any_invalid_file_and_says_every_error() {
         .await
         .unwrap();
     assert_eq!(fine.status(), 404, "nothing was applied");
+}
+
+/// PUTs a raw JSON body (serde_json could not even write a duplicate key).
+async fn put_raw(app: &TestApp, path: &str, body: String) -> (u16, Value) {
+    let response = app
+        .admin(Method::PUT, path)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+const POLICY_JSON: &str = r#"{"issuer": "fake", "subject": "repo:acme/tools:ref:refs/heads/main", "claims": {CLAIMS}, "grant": {"audience": "https://tools.internal"}}"#;
+
+#[tokio::test]
+async fn admin_json_refuses_duplicate_keys_at_any_depth() {
+    let app = spawn_app().await;
+    let body = |claims: &str| POLICY_JSON.replace("{CLAIMS}", claims);
+    let twice = r#"{"repository_owner_id": "2001", "repository_owner_id": {"glob": "**"}}"#;
+    let (status, answer) = put_raw(&app, "/policies/tools", body(twice)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"], "invalid_request");
+    assert_eq!(
+        answer["error_description"],
+        "body is not valid JSON: claims.repository_owner_id: duplicate key"
+    );
+    let stored = app
+        .admin(Method::GET, "/policies/tools")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 404, "nothing stored");
+
+    let deeper = r#"{"ref": {"one_of": ["a"], "one_of": ["b"]}}"#;
+    let (status, answer) = put_raw(&app, "/policies/tools", body(deeper)).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error_description"],
+        "body is not valid JSON: claims.ref.one_of: duplicate key"
+    );
+
+    let apply = format!(
+        r#"{{"documents": [{}], "dry_run": true}}"#,
+        body(twice).replacen('{', r#"{"kind": "TrustPolicy", "name": "tools", "#, 1)
+    );
+    let response = app
+        .admin(Method::POST, "/apply")
+        .header("content-type", "application/json")
+        .body(apply)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer["error_description"],
+        "body is not valid JSON: documents[0].claims.repository_owner_id: duplicate key"
+    );
+
+    // The same document without the second key is accepted.
+    let once = r#"{"repository_owner_id": "2001"}"#;
+    let (status, answer) = put_raw(&app, "/policies/tools", body(once)).await;
+    assert_eq!(status, 201, "{answer}");
+}
+
+#[tokio::test]
+async fn admin_json_refuses_nesting_deeper_than_64_levels() {
+    let app = spawn_app().await;
+    let nest = |depth: usize| {
+        // The policy object, `claims` and the matcher are three levels; the rest is one_of.
+        let inner = format!("{}\"x\"{}", "[".repeat(depth - 3), "]".repeat(depth - 3));
+        POLICY_JSON.replace("{CLAIMS}", &format!(r#"{{"ref": {{"one_of": {inner}}}}}"#))
+    };
+    let (status, answer) = put_raw(&app, "/policies/tools", nest(65)).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error_description"],
+        "body is not valid JSON: nesting deeper than 64 levels"
+    );
+    // At 64 levels the body is read, and refused for what it says.
+    let (status, answer) = put_raw(&app, "/policies/tools", nest(64)).await;
+    assert_eq!(status, 400);
+    let errors = answer["errors"].to_string();
+    assert!(errors.contains("claims.ref"), "{answer}");
+    // A body as deep as 64 KiB allows is refused the same way.
+    let deep = "[".repeat(60 * 1024);
+    let (status, answer) = put_raw(&app, "/policies/tools", deep).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error_description"],
+        "body is not valid JSON: nesting deeper than 64 levels"
+    );
+}
+
+#[tokio::test]
+async fn admin_errors_name_the_field_path() {
+    let app = spawn_app().await;
+    let put = |body: Value| app.admin(Method::PUT, "/policies/tools").json(&body).send();
+    let errors = |answer: &Value| -> Vec<String> {
+        answer["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let missing: Value = put(json!({"issuer": "fake", "subject": "x", "grant": {"scopes": ["a"]}}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(errors(&missing), ["grant.audience: missing field"]);
+    let unknown: Value =
+        put(json!({"issuer": "fake", "subject": "x", "grant": {"audience": "a", "tll": "5m"}}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(
+        errors(&unknown),
+        [
+            "grant.tll: unknown field, expected one of `audience`, `scopes`, `ttl`, `subject`, `claims`"
+        ]
+    );
+    let invalid: Value =
+        put(json!({"issuer": "fake", "subject": "x", "grant": {"audience": "a", "ttl": "5h"}}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(
+        errors(&invalid),
+        ["TrustPolicy \"tools\": grant.ttl: 5h exceeds max_ttl (1h)"]
+    );
+    let response = app
+        .admin(Method::POST, "/apply")
+        .json(&json!({"documents": [
+            {"kind": "TrustPolicy", "name": "one", "issuer": "fake", "subject": "x", "grant": {"audience": "a"}},
+            {"kind": "TrustPolicy", "name": "two", "issuer": "fake", "subject": "x", "grant": {}},
+        ], "dry_run": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        errors(&answer),
+        ["document 1: grant.audience: missing field"]
+    );
 }

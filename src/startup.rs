@@ -366,7 +366,9 @@ async fn load_policies(
     let Some(dir) = policies_dir(config) else {
         return compile_base(base, dev, limits);
     };
-    let bundle = Bundle::load_dir(&dir).map_err(|errs| policy_errors(&dir, &errs))?;
+    // Read errors and validation errors of every file are reported together.
+    let loaded = Bundle::read_dir(&dir);
+    let bundle = &loaded.bundle;
     // By set, not by scanning the bundle for each stored document: 10,000 × 10,000.
     let bundled: std::collections::HashSet<(Kind, &str)> = (bundle.issuers.iter())
         .map(|(d, _)| (Kind::Issuer, d.name.as_str()))
@@ -386,7 +388,7 @@ async fn load_policies(
         base.issuers.push(issuer);
         base.policies.push(policy);
     }
-    let set = bundle
+    let set = loaded
         .compile_over(&base.issuers, &base.policies, limits)
         .map_err(|errs| policy_errors(&dir, &errs))?;
     let mut changes: Vec<DocumentChange> = gone

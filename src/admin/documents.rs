@@ -97,10 +97,12 @@ impl Parsed {
                 }
             }
         }
-        let fail = |e: serde_json::Error| invalid(format!("{} {e}", kind.as_str()));
+        let fail = |e: crate::policy::parse::ParseError| invalid(e.to_string());
         Ok(match kind {
-            Kind::Issuer => Parsed::Issuer(serde_json::from_value(body).map_err(fail)?),
-            Kind::TrustPolicy => Parsed::Policy(serde_json::from_value(body).map_err(fail)?),
+            Kind::Issuer => Parsed::Issuer(crate::policy::parse::from_json(body).map_err(fail)?),
+            Kind::TrustPolicy => {
+                Parsed::Policy(crate::policy::parse::from_json(body).map_err(fail)?)
+            }
         })
     }
 

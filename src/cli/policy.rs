@@ -19,11 +19,14 @@ pub fn lint(config: Option<PathBuf>, dir: &Path, strict: bool) -> ExitCode {
         max_ttl: config.max_ttl.0,
         allow_insecure_loopback_issuers: config.allow_insecure_loopback_issuers,
     };
-    let bundle = match read_dir(dir) {
-        Ok(b) => b,
-        Err(code) => return code,
-    };
-    let set = match bundle.compile_over(&[], &[], &limits) {
+    if !dir.is_dir() {
+        eprintln!("error: {} is not a folder", dir.display());
+        return ExitCode::from(2);
+    }
+    // Every error of every file in one run: those of reading, then those of validating
+    // whatever could be read.
+    let loaded = Bundle::read_dir(dir);
+    let set = match loaded.compile_over(&[], &[], &limits) {
         Ok(set) => set,
         Err(errors) => {
             for e in &errors {
@@ -35,10 +38,15 @@ pub fn lint(config: Option<PathBuf>, dir: &Path, strict: bool) -> ExitCode {
     };
     let warnings: Vec<_> = crate::policy::lint::warnings(&set)
         .into_iter()
-        .map(|w| bundle.locate(w))
+        .map(|w| loaded.bundle.locate(w))
         .collect();
     for w in &warnings {
-        println!("{}:{}: warning: {}", w.file, w.line, w.reason);
+        let path = w
+            .path
+            .as_deref()
+            .map(|p| format!("{p}: "))
+            .unwrap_or_default();
+        println!("{}:{}: warning: {path}{}", w.file, w.line, w.reason);
     }
     println!(
         "{} issuers, {} policies, {} warning(s)",

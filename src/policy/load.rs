@@ -4,9 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::document::{IssuerDoc, Kind, TrustPolicyDoc};
+use super::parse::{self, ParseError};
 use super::set::{DocError, Limits, PolicySet};
 
 /// Policy files larger than this are refused (a policy file is hand-written text).
@@ -42,6 +41,16 @@ impl Origin {
         }
         self.line + from
     }
+
+    /// A parse error of this document, placed in its file.
+    fn locate(&self, e: ParseError) -> LoadError {
+        LoadError {
+            file: self.file.display().to_string(),
+            line: e.line.map_or(self.line, |l| self.line + l - 1),
+            path: e.path,
+            reason: e.reason,
+        }
+    }
 }
 
 /// An error in a policy file, located.
@@ -49,15 +58,25 @@ impl Origin {
 pub struct LoadError {
     /// The file (or a description of the source).
     pub file: String,
-    /// 1-based line.
+    /// 1-based line; 0 when the error is about the whole source.
     pub line: usize,
+    /// The field path inside the document (`grant.audience`), when there is one.
+    pub path: Option<String>,
     /// Why.
     pub reason: String,
 }
 
 impl fmt::Display for LoadError {
+    /// `file:line: path: reason`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        f.write_str(&self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if let Some(path) = &self.path {
+            write!(f, ": {path}")?;
+        }
+        write!(f, ": {}", self.reason)
     }
 }
 
@@ -70,113 +89,210 @@ pub struct Bundle {
     pub policies: Vec<(TrustPolicyDoc, Origin)>,
 }
 
-impl Bundle {
-    /// Reads every `*.yaml`/`*.yml` file of `dir` (not recursive), in name order.
-    pub fn load_dir(dir: &Path) -> Result<Self, Vec<LoadError>> {
-        let io_err = |reason: String| {
-            vec![LoadError {
-                file: dir.display().to_string(),
-                line: 0,
-                reason,
-            }]
+/// What reading files gave: the documents that could be read, and an error for each that
+/// could not, so one run can report every error of every file.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The documents that could be read.
+    pub bundle: Bundle,
+    /// Every error found while reading, in file order.
+    pub errors: Vec<LoadError>,
+    /// Names of Issuer documents that could not be read: a policy that names one is not
+    /// also reported as naming an unknown issuer.
+    broken_issuers: HashSet<String>,
+}
+
+impl Loaded {
+    /// Compiles what could be read over `base` (see [`Bundle::compile_over`]). With read
+    /// errors there is no set, but the errors hold those and every validation error of the
+    /// documents that were read, sorted by file and line.
+    pub fn compile_over(
+        &self,
+        base_issuers: &[IssuerDoc],
+        base_policies: &[TrustPolicyDoc],
+        limits: &Limits,
+    ) -> Result<PolicySet, Vec<LoadError>> {
+        let orphans: HashSet<&str> = (self.bundle.policies.iter())
+            .filter(|(d, _)| self.broken_issuers.contains(&d.issuer))
+            .map(|(d, _)| d.name.as_str())
+            .collect();
+        let consequence = |e: &DocError| {
+            e.kind == Kind::TrustPolicy
+                && e.field.as_deref() == Some("issuer")
+                && orphans.contains(e.name.as_str())
         };
-        let entries = std::fs::read_dir(dir).map_err(|e| io_err(format!("cannot read: {e}")))?;
+        let compiled =
+            self.bundle
+                .compile_filtered(base_issuers, base_policies, limits, consequence);
+        if self.errors.is_empty() {
+            return compiled;
+        }
+        let mut errors = self.errors.clone();
+        errors.extend(compiled.err().into_iter().flatten());
+        errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        Err(errors)
+    }
+
+    fn add_text(&mut self, file: &Path, text: &str) {
+        if let Some(e) = foreign_line_break(file, text) {
+            self.errors.push(e);
+            return;
+        }
+        for (line, chunk) in split_documents(text) {
+            self.add_document(Origin {
+                file: file.to_path_buf(),
+                line,
+                text: chunk.to_owned(),
+            });
+        }
+    }
+
+    /// Reads one document: its shape (nesting, duplicate keys) first, then its type. A
+    /// document with a duplicate key is still read, to report its other errors too.
+    fn add_document(&mut self, origin: Origin) {
+        let shape = parse::yaml_shape(&origin.text);
+        // Only a duplicate key leaves the document readable; its path, to leave out the
+        // errors of reading it that only repeat it.
+        let duplicate = shape
+            .error
+            .as_ref()
+            .map(|e| e.path.clone().unwrap_or_default());
+        let failed = duplicate.is_some();
+        if let Some(e) = shape.error {
+            self.errors.push(origin.locate(e));
+        }
+        let kind = shape.kind.as_deref().map(Kind::parse);
+        if !shape.readable {
+            if let (Some(Some(Kind::Issuer)), Some(name)) = (kind, shape.name) {
+                self.broken_issuers.insert(name);
+            }
+            return;
+        }
+        let kind = match kind {
+            Some(Some(kind)) => kind,
+            Some(None) => {
+                let line = origin.line_of(Some("kind"));
+                self.fail(
+                    &origin,
+                    line,
+                    "kind",
+                    "unknown kind: expected `Issuer` or `TrustPolicy`",
+                );
+                return;
+            }
+            None => {
+                self.fail(
+                    &origin,
+                    origin.line,
+                    "kind",
+                    "missing field: expected `Issuer` or `TrustPolicy`",
+                );
+                return;
+            }
+        };
+        // serde's "duplicate field", or a matcher's "one key too many", at or above the
+        // duplicate the walk reported, is that duplicate again.
+        let repeats = |e: &ParseError| {
+            duplicate.as_deref().is_some_and(|d| {
+                e.path.as_deref().is_some_and(|p| {
+                    d.strip_prefix(p)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+                })
+            })
+        };
+        let typed_error = |e: ParseError, errors: &mut Vec<LoadError>| {
+            if !repeats(&e) {
+                errors.push(origin.locate(e));
+            }
+        };
+        match kind {
+            Kind::Issuer => match parse::from_yaml::<IssuerDoc>(&origin.text) {
+                Ok(doc) if !failed => return self.bundle.issuers.push((doc, origin)),
+                Ok(_) => {}
+                Err(e) => typed_error(e, &mut self.errors),
+            },
+            Kind::TrustPolicy => match parse::from_yaml::<TrustPolicyDoc>(&origin.text) {
+                Ok(doc) if !failed => return self.bundle.policies.push((doc, origin)),
+                Ok(_) => {}
+                Err(e) => typed_error(e, &mut self.errors),
+            },
+        }
+        if kind == Kind::Issuer
+            && let Some(name) = shape.name
+        {
+            self.broken_issuers.insert(name);
+        }
+    }
+
+    fn fail(&mut self, origin: &Origin, line: usize, path: &str, reason: &str) {
+        self.errors.push(LoadError {
+            file: origin.file.display().to_string(),
+            line,
+            path: Some(path.into()),
+            reason: reason.into(),
+        });
+    }
+}
+
+impl Bundle {
+    /// Reads every `*.yaml`/`*.yml` file of `dir` (not recursive), in name order; any error
+    /// in any file refuses the whole folder, and every one of them is returned.
+    pub fn load_dir(dir: &Path) -> Result<Self, Vec<LoadError>> {
+        let loaded = Self::read_dir(dir);
+        if loaded.errors.is_empty() {
+            Ok(loaded.bundle)
+        } else {
+            Err(loaded.errors)
+        }
+    }
+
+    /// Reads `dir` like [`Bundle::load_dir`], keeping the documents that could be read beside
+    /// the errors (for `policy lint`, which reports every error in one run).
+    pub fn read_dir(dir: &Path) -> Loaded {
+        let mut loaded = Loaded::default();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                loaded.errors.push(LoadError {
+                    file: dir.display().to_string(),
+                    line: 0,
+                    path: None,
+                    reason: format!("cannot read: {e}"),
+                });
+                return loaded;
+            }
+        };
         let mut files: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
             .collect();
         files.sort();
-        let mut bundle = Bundle::default();
-        let mut errors = Vec::new();
         for file in files {
             match read_file(&file) {
-                Ok(text) => bundle.add_text(&file, &text, &mut errors),
-                Err(reason) => errors.push(LoadError {
+                Ok(text) => loaded.add_text(&file, &text),
+                Err(reason) => loaded.errors.push(LoadError {
                     file: file.display().to_string(),
                     line: 0,
+                    path: None,
                     reason,
                 }),
             }
         }
-        bundle.check_duplicates(&mut errors);
-        if errors.is_empty() {
-            Ok(bundle)
-        } else {
-            Err(errors)
-        }
+        loaded.bundle.check_duplicates(&mut loaded.errors);
+        loaded
     }
 
     /// Parses one file's text (multi-document YAML).
     pub fn parse_str(file: &Path, text: &str) -> Result<Self, Vec<LoadError>> {
-        let mut bundle = Bundle::default();
-        let mut errors = Vec::new();
-        bundle.add_text(file, text, &mut errors);
-        bundle.check_duplicates(&mut errors);
-        if errors.is_empty() {
-            Ok(bundle)
+        let mut loaded = Loaded::default();
+        loaded.add_text(file, text);
+        loaded.bundle.check_duplicates(&mut loaded.errors);
+        if loaded.errors.is_empty() {
+            Ok(loaded.bundle)
         } else {
-            Err(errors)
+            Err(loaded.errors)
         }
-    }
-
-    fn add_text(&mut self, file: &Path, text: &str, errors: &mut Vec<LoadError>) {
-        if let Some(e) = foreign_line_break(file, text) {
-            errors.push(e);
-            return;
-        }
-        for (line, chunk) in split_documents(text) {
-            let origin = Origin {
-                file: file.to_path_buf(),
-                line,
-                text: chunk.to_owned(),
-            };
-            if let Err(e) = self.add_document(origin) {
-                errors.push(e);
-            }
-        }
-    }
-
-    fn add_document(&mut self, origin: Origin) -> Result<(), LoadError> {
-        #[derive(Deserialize)]
-        struct Probe {
-            kind: Option<String>,
-        }
-        let fail = |line: usize, reason: String| LoadError {
-            file: origin.file.display().to_string(),
-            line,
-            reason,
-        };
-        let located = |e: serde_yaml_ng::Error| {
-            let line = e
-                .location()
-                .map_or(origin.line, |l| origin.line + l.line() - 1);
-            fail(line, strip_location(&e.to_string()))
-        };
-        let probe: Probe = serde_yaml_ng::from_str(&origin.text).map_err(located)?;
-        match probe.kind.as_deref().map(Kind::parse) {
-            Some(Some(Kind::Issuer)) => {
-                let doc: IssuerDoc = serde_yaml_ng::from_str(&origin.text).map_err(located)?;
-                self.issuers.push((doc, origin));
-            }
-            Some(Some(Kind::TrustPolicy)) => {
-                let doc: TrustPolicyDoc = serde_yaml_ng::from_str(&origin.text).map_err(located)?;
-                self.policies.push((doc, origin));
-            }
-            Some(None) => {
-                return Err(fail(
-                    origin.line_of(Some("kind")),
-                    "unknown kind: expected `Issuer` or `TrustPolicy`".into(),
-                ));
-            }
-            None => {
-                return Err(fail(
-                    origin.line,
-                    "missing `kind` (Issuer or TrustPolicy)".into(),
-                ));
-            }
-        }
-        Ok(())
     }
 
     fn check_duplicates(&self, errors: &mut Vec<LoadError>) {
@@ -195,6 +311,7 @@ impl Bundle {
                 errors.push(LoadError {
                     file: origin.file.display().to_string(),
                     line: origin.line_of(Some("name")),
+                    path: Some("name".into()),
                     reason: format!(
                         "duplicate {} name {name:?} (first defined at {}:{})",
                         kind.as_str(),
@@ -214,10 +331,25 @@ impl Bundle {
         base_policies: &[TrustPolicyDoc],
         limits: &Limits,
     ) -> Result<PolicySet, Vec<LoadError>> {
+        self.compile_filtered(base_issuers, base_policies, limits, |_| false)
+    }
+
+    /// [`Bundle::compile_over`], leaving out the errors that `skip` says follow from another.
+    fn compile_filtered(
+        &self,
+        base_issuers: &[IssuerDoc],
+        base_policies: &[TrustPolicyDoc],
+        limits: &Limits,
+        skip: impl Fn(&DocError) -> bool,
+    ) -> Result<PolicySet, Vec<LoadError>> {
         let issuers = overlay(base_issuers, &self.issuers, |d| &d.name);
         let policies = overlay(base_policies, &self.policies, |d| &d.name);
-        PolicySet::compile(&issuers, &policies, limits)
-            .map_err(|errs| errs.into_iter().map(|e| self.locate(e)).collect())
+        PolicySet::compile(&issuers, &policies, limits).map_err(|errs| {
+            errs.into_iter()
+                .filter(|e| !skip(e))
+                .map(|e| self.locate(e))
+                .collect()
+        })
     }
 
     /// Finds the file and line of a validation error.
@@ -238,12 +370,14 @@ impl Bundle {
             Some(o) => LoadError {
                 file: o.file.display().to_string(),
                 line: o.line_of(e.field.as_deref()),
-                reason: e.to_string(),
+                path: e.field,
+                reason: e.reason,
             },
             None => LoadError {
-                file: "(stored document)".into(),
+                file: format!("stored {} {:?}", e.kind.as_str(), e.name),
                 line: 0,
-                reason: e.to_string(),
+                path: e.field,
+                reason: e.reason,
             },
         }
     }
@@ -283,6 +417,7 @@ fn foreign_line_break(file: &Path, text: &str) -> Option<LoadError> {
             return Some(LoadError {
                 file: file.display().to_string(),
                 line: text[..at].matches('\n').count() + 1,
+                path: None,
                 reason: format!(
                     "line break {:?} is not allowed; use \\n or \\r\\n line endings",
                     c
@@ -322,14 +457,6 @@ fn has_content(doc: &str) -> bool {
         let t = l.trim();
         !t.is_empty() && !t.starts_with('#') && t != "..."
     })
-}
-
-/// serde_yaml appends "at line X column Y"; we print our own file:line instead.
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -384,7 +511,7 @@ mod tests {
                     "{ISSUER}---\nkind: TrustPolicy\nname: p\nissuer: gh\nsubjekt: x\ngrant: {{audience: a}}\n"
                 ),
                 "p.yaml:9:",
-                "unknown field `subjekt`",
+                "subjekt: unknown field",
             ),
             (
                 format!(
@@ -413,7 +540,7 @@ mod tests {
             (
                 "kind: Issuer\nname: x\nurl: https://a\n".to_string(),
                 "p.yaml:1:",
-                "missing field `audiences`",
+                "audiences: missing field",
             ),
             (
                 "kind: Issuer\nname: x\nurl: https://a\naudiences: [a]\nalgorithms: [HS256]\n"

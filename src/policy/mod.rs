@@ -7,6 +7,7 @@ pub mod issuer;
 pub mod lint;
 pub mod load;
 pub mod matcher;
+pub mod parse;
 pub mod set;
 pub mod template;
 pub mod trust;

@@ -36,10 +36,11 @@ pub struct DocError {
 }
 
 impl std::fmt::Display for DocError {
+    /// `TrustPolicy "name": field.path: reason`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {:?}", self.kind.as_str(), self.name)?;
         if let Some(field) = &self.field {
-            write!(f, ", field `{field}`")?;
+            write!(f, ": {field}")?;
         }
         write!(f, ": {}", self.reason)
     }

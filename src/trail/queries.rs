@@ -16,6 +16,8 @@ pub const MAX_PAGE: u32 = 500;
 /// How long a lookup by request id waits for the indexer to reach the records that were
 /// durable when it was asked (a decision answered a moment ago).
 const READ_YOUR_DECISION: Duration = Duration::from_secs(2);
+/// How long a list waits for the same, before it answers with what is indexed.
+const LIST_WAIT: Duration = Duration::from_secs(1);
 
 /// One page of records and the cursor of the next (older) page, if there may be one.
 #[derive(Debug)]
@@ -46,7 +48,10 @@ impl AuditTrail {
     }
 
     /// The records matching `filter`, a page of at most `filter.limit` (≤ [`MAX_PAGE`]).
+    /// Records durable when it was asked are in it, unless the indexer is more than
+    /// [`LIST_WAIT`] behind (a database outage, a burst): lists may lag, by design.
     pub async fn page(&self, filter: &AuditFilter) -> Result<AuditPage, StorageError> {
+        self.wait_indexed(LIST_WAIT).await;
         let mut filter = filter.clone();
         filter.limit = filter.limit.clamp(1, MAX_PAGE);
         let rows = self.store.query_audit(&filter).await?;
@@ -62,23 +67,26 @@ impl AuditTrail {
     /// A request answered a moment ago is found even if the indexer has not reached it.
     pub async fn by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError> {
         let mut rows = self.store.audit_by_request(request_id).await?;
-        if rows.is_empty()
-            && let Some(journal) = &self.journal
-        {
-            let durable = journal.reader.durable_seq();
-            if *journal.indexed.borrow() < durable {
-                let _ = journal.wake_indexer.try_send(());
-                let mut indexed = journal.indexed.clone();
-                let reached = indexed.wait_for(|seq| *seq >= durable);
-                if tokio::time::timeout(READ_YOUR_DECISION, reached)
-                    .await
-                    .is_ok()
-                {
-                    rows = self.store.audit_by_request(request_id).await?;
-                }
-            }
+        if rows.is_empty() && self.wait_indexed(READ_YOUR_DECISION).await {
+            rows = self.store.audit_by_request(request_id).await?;
         }
         self.resolve(rows).await
+    }
+
+    /// Waits, at most `limit`, until the index holds every record durable now; whether it
+    /// had to wait and got there.
+    async fn wait_indexed(&self, limit: Duration) -> bool {
+        let Some(journal) = &self.journal else {
+            return false;
+        };
+        let durable = journal.reader.durable_seq();
+        if *journal.indexed.borrow() >= durable {
+            return false;
+        }
+        let _ = journal.wake_indexer.try_send(());
+        let mut indexed = journal.indexed.clone();
+        let reached = indexed.wait_for(|seq| *seq >= durable);
+        tokio::time::timeout(limit, reached).await.is_ok()
     }
 
     /// The whole events of rows that keep only part of theirs, read from the journal. A

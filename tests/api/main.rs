@@ -13,6 +13,7 @@ mod hostile;
 mod journal;
 mod keys;
 mod metadata;
+mod parsing;
 mod policies;
 mod postgres;
 mod replicas;

@@ -473,8 +473,14 @@ async fn a_shared_issuer_policy_without_an_owner_pin_is_refused() {
     .err()
     .expect("refused");
     let text = format!("{err:#}");
+    // `branches-read`'s subject line.
+    let line = policies
+        .lines()
+        .position(|l| l.contains("repo:*/api"))
+        .unwrap()
+        + 1;
     assert!(
-        text.contains("branches-read") && text.contains("pin"),
+        text.contains(&format!("p.yaml:{line}: subject:")) && text.contains("pin"),
         "{text}"
     );
 }

@@ -134,13 +134,14 @@ pub async fn apply(
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// A document body: JSON within the size limit.
+/// A document body: JSON within the size limit, read as strictly as policy files are
+/// (duplicate keys and deep nesting refused, with the path).
 async fn json_document(
     req: &HttpRequest,
     payload: web::Payload,
     id: &RequestId,
 ) -> Result<Value, AdminFailure> {
     let bytes = json_bytes(req, payload, id).await?;
-    serde_json::from_slice(&bytes)
+    crate::policy::parse::json_body(&bytes)
         .map_err(|e| AdminFailure::invalid(format!("body is not valid JSON: {e}"), id))
 }

@@ -9,7 +9,7 @@ use crate::config::Secret;
 use crate::inbound::Validator;
 use crate::mint::{KeyManager, KeyRing, KeyRingError};
 use crate::policy::{Limits, PolicySet};
-use crate::ratelimit::RateLimits;
+use crate::ratelimit::{RateLimits, client_key};
 use crate::revocation::Revocations;
 use crate::storage::Storage;
 use crate::storage::StoredDocuments;
@@ -103,7 +103,7 @@ impl Broker {
     /// Checked before the body is read, so a flooding client costs little.
     pub fn check_client_rate(&self, client: Option<&str>) -> Result<(), Duration> {
         match (&self.rate_limits.per_client, client) {
-            (Some(limiter), Some(client)) => limiter.check(client).inspect_err(|_| {
+            (Some(limiter), Some(client)) => limiter.check(&client_key(client)).inspect_err(|_| {
                 self.metrics
                     .rate_limited
                     .get_or_create(&crate::metrics::LimitLabels { limit: "client" })

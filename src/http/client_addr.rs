@@ -79,7 +79,8 @@ impl TrustedProxies {
             .map(Self)
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// True when `ip` (canonical) is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|b| b.contains(ip))
     }
 
@@ -122,6 +123,16 @@ impl TrustedProxies {
         let forwarded = req.headers().get_all(X_FORWARDED_FOR).map(|v| v.as_bytes());
         self.client(req.peer_addr().map(|a| a.ip()), forwarded)
             .map(|ip| ip.to_string())
+    }
+}
+
+/// The block a client is counted by, for rate and connection limits: its IPv4 address, or
+/// the /64 an IPv6 address is in. One host commonly gets a whole /64 (SLAAC, RFC 7421), so
+/// counting IPv6 addresses would give every client 2^64 identities.
+pub fn client_block(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        v4 => v4,
     }
 }
 
@@ -218,6 +229,24 @@ mod tests {
             client(&p, "::ffff:10.0.0.1", &["198.51.100.1"]),
             "198.51.100.1"
         );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        assert_eq!(
+            client_block(ip("2001:db8:1:2:aaaa::1")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            client_block(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            client_block(ip("2001:db8:1:2::7"))
+        );
+        assert_ne!(
+            client_block(ip("2001:db8:1:3::1")),
+            client_block(ip("2001:db8:1:2::1"))
+        );
+        assert_eq!(client_block(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_block(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod admin;
 mod bench_smoke;
 mod ci_client;
 mod cli;
+mod connections;
 mod end_to_end;
 mod exchange;
 mod fuzz;

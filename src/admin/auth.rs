@@ -69,11 +69,13 @@ pub fn authenticate(
     if !granted {
         return Err(AuthError::Forbidden);
     }
+    // The `sub` may be rendered from inbound claims: as a name in logs, history and the
+    // audit trail it carries no control characters.
     let name = claims
         .get("sub")
         .and_then(|s| s.as_str())
-        .unwrap_or("unknown")
-        .to_owned();
+        .map_or("unknown".into(), crate::telemetry::printable)
+        .into_owned();
     Ok(Principal { name })
 }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench_smoke;
+mod child;
 mod ci_client;
 mod cli;
 mod connections;
@@ -13,6 +14,7 @@ mod hardening;
 mod helpers;
 mod hostile;
 mod keys;
+mod logging;
 mod metadata;
 mod outage;
 mod policies;

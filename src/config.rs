@@ -189,6 +189,13 @@ pub struct Config {
     pub jwks_cache_ttl: HumanDuration,
     /// Timeout of one discovery or JWKS request.
     pub upstream_timeout: HumanDuration,
+    /// Most client connections open at once. Unset: derived from the process's file limit
+    /// at start (see `http::connection_limits`); a value above that is lowered to it.
+    pub max_connections: Option<usize>,
+    /// Most connections one client (an IPv4 address or an IPv6 /64) may hold open, and
+    /// behind trusted proxies most requests in flight per forwarded client. Unset: an eighth
+    /// of the connection cap; `0`: no per-client cap.
+    pub max_connections_per_client: Option<usize>,
 }
 
 impl Default for Config {
@@ -220,6 +227,8 @@ impl Default for Config {
             jwks_refetch_cooldown: HumanDuration(Duration::from_secs(30)),
             jwks_cache_ttl: HumanDuration(Duration::from_secs(600)),
             upstream_timeout: HumanDuration(Duration::from_secs(5)),
+            max_connections: None,
+            max_connections_per_client: None,
         }
     }
 }
@@ -336,6 +345,9 @@ impl Config {
             && token.expose().len() < 16
         {
             return bad("admin_token must be at least 16 characters".into());
+        }
+        if self.max_connections == Some(0) {
+            return bad("max_connections must be at least 1".into());
         }
         Ok(())
     }

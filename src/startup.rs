@@ -13,6 +13,8 @@ use crate::broker::{Broker, Lifetimes};
 use crate::config::Config;
 use crate::dev::DevIdp;
 use crate::http::client_addr::TrustedProxies;
+use crate::http::connection_limits::ConnectionLimits;
+use crate::http::connections::Connections;
 use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
 use crate::metrics::Metrics;
 use crate::mint::sealing::Kek;
@@ -157,7 +159,7 @@ impl Application {
 
         // Loading and storing the policies freed far more than the compiled set keeps.
         crate::memory::release_freed_memory();
-        let server = http_server(broker, dev, listener, tls.as_ref())?;
+        let server = http_server(&config, broker, dev, listener, tls.as_ref())?;
         tracing::info!(%local, issuer = %issuer_url, dev = options.dev, "sts-broker listening");
         Ok(Self {
             port: local.port(),
@@ -200,24 +202,48 @@ fn apply_dev_mode(config: &mut Config, options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The HTTP(S) server over the shared broker state.
+/// The HTTP(S) server over the shared broker state, with its connection caps.
 fn http_server(
+    config: &Config,
     broker: web::Data<Broker>,
     dev: Option<web::Data<DevIdp>>,
     listener: TcpListener,
     tls: Option<&std::sync::Arc<CertificateSlot>>,
 ) -> anyhow::Result<Server> {
+    let (limits, file_limit, open_files) = ConnectionLimits::for_this_process(
+        config.max_connections,
+        config.max_connections_per_client,
+    )
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        file_limit,
+        open_files,
+        max_connections = limits.total,
+        max_connections_per_client = limits.per_client,
+        "connection limits"
+    );
+    let connections = std::sync::Arc::new(Connections::new(
+        limits,
+        broker.trusted_proxies.clone(),
+        broker.metrics.clone(),
+    ));
+    // actix counts connections per worker; the workers together hold at most the cap.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(broker.clone())
             .app_data(web::PayloadConfig::new(crate::http::body::MAX_BODY_BYTES))
+            .wrap(middleware::from_fn(crate::http::connections::guard))
             .wrap(middleware::from_fn(crate::http::request_id::assign))
             .configure(crate::http::routes);
         if let Some(dev) = &dev {
             app = app.app_data(dev.clone()).configure(crate::dev::routes);
         }
         app.default_service(web::to(crate::http::not_found))
-    });
+    })
+    .workers(workers)
+    .max_connections(limits.total.div_ceil(workers))
+    .on_connect(move |io, ext| connections.on_connect(io, ext));
     let server = match tls {
         Some(slot) => {
             slot.spawn_watch();

@@ -2,10 +2,14 @@
 
 pub mod admin;
 pub mod body;
+pub mod body_deadline;
 pub mod client_addr;
+pub mod connection_limits;
+pub mod connections;
 mod health;
 mod introspect;
 mod metadata;
+pub mod next_head;
 pub mod oauth_error;
 pub mod request_id;
 mod sts_exchange;

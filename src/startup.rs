@@ -3,7 +3,6 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-use actix_web::dev::Server;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::{Context, bail};
 use arc_swap::ArcSwap;
@@ -15,6 +14,7 @@ use crate::dev::DevIdp;
 use crate::http::client_addr::TrustedProxies;
 use crate::http::connection_limits::ConnectionLimits;
 use crate::http::connections::Connections;
+use crate::http::shutdown::{FINAL_GRACE, Serving};
 use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
 use crate::metrics::Metrics;
 use crate::mint::sealing::Kek;
@@ -37,7 +37,7 @@ pub struct Options {
 pub struct Application {
     port: u16,
     issuer_url: String,
-    server: Server,
+    server: Serving,
 }
 
 impl Application {
@@ -202,14 +202,15 @@ fn apply_dev_mode(config: &mut Config, options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The HTTP(S) server over the shared broker state, with its connection caps.
+/// The HTTP(S) server over the shared broker state, with its connection caps and its own
+/// handling of SIGTERM/SIGINT (see `http::shutdown`).
 fn http_server(
     config: &Config,
     broker: web::Data<Broker>,
     dev: Option<web::Data<DevIdp>>,
     listener: TcpListener,
     tls: Option<&std::sync::Arc<CertificateSlot>>,
-) -> anyhow::Result<Server> {
+) -> anyhow::Result<Serving> {
     let (limits, file_limit, open_files) = ConnectionLimits::for_this_process(
         config.max_connections,
         config.max_connections_per_client,
@@ -229,6 +230,7 @@ fn http_server(
     ));
     // actix counts connections per worker; the workers together hold at most the cap.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let on_connect = connections.clone();
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(broker.clone())
@@ -243,7 +245,10 @@ fn http_server(
     })
     .workers(workers)
     .max_connections(limits.total.div_ceil(workers))
-    .on_connect(move |io, ext| connections.on_connect(io, ext));
+    .on_connect(move |io, ext| on_connect.on_connect(io, ext))
+    .disable_signals()
+    .shutdown_timeout(FINAL_GRACE.as_secs());
+    let listeners = vec![listener.try_clone()?];
     let server = match tls {
         Some(slot) => {
             slot.spawn_watch();
@@ -251,9 +256,7 @@ fn http_server(
         }
         None => server.listen(listener)?,
     };
-    // SIGTERM/SIGINT: stop accepting, let in-flight requests (and their audit records)
-    // finish for up to this long.
-    Ok(server.shutdown_timeout(10).run())
+    Ok(Serving::new(vec![server.run()], listeners, connections)?)
 }
 
 /// The local audit spool, when configured.

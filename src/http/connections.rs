@@ -1,4 +1,5 @@
-//! Open connections: how many the server holds, all clients together and per client.
+//! Open connections: how many the server holds, all clients together and per client, and
+//! the count that shutdown waits on.
 //!
 //! Every connection costs file descriptors. Without a cap, one client that opens requests
 //! and never finishes them takes the process to its file limit, and then the database, the
@@ -16,7 +17,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -43,6 +44,7 @@ pub struct Connections {
     open: AtomicUsize,
     /// Per client block: connections, plus requests in flight through trusted proxies.
     clients: Mutex<HashMap<IpAddr, usize>>,
+    draining: AtomicBool,
     full_warning: Quiet,
     client_warning: Quiet,
 }
@@ -84,6 +86,7 @@ impl Connections {
             metrics,
             open: AtomicUsize::new(0),
             clients: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
             full_warning: Quiet::new(),
             client_warning: Quiet::new(),
         }
@@ -92,6 +95,15 @@ impl Connections {
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// From now on every response closes its connection (shutdown).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// One more slot for `block`, unless it holds its share already.
@@ -213,8 +225,8 @@ impl Drop for Connection {
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// Middleware: the per-client cap for requests that arrive through a trusted proxy, and the
-/// request-body deadline.
+/// Middleware: the per-client cap for requests that arrive through a trusted proxy, the
+/// request-body deadline, and `Connection: close` on every response while shutting down.
 pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -257,7 +269,13 @@ pub async fn guard(
         late.head_mut().set_connection_type(ConnectionType::Close);
         return Ok(response.into_response(late).map_into_right_body());
     }
-    Ok(response.map_into_left_body())
+    let mut response = response.map_into_left_body();
+    if connection.is_some_and(|(c, _)| c.draining()) {
+        // Answer what arrived, then close: the client learns from this answer not to send
+        // another request on a connection that is about to go.
+        (response.response_mut().head_mut()).set_connection_type(ConnectionType::Close);
+    }
+    Ok(response)
 }
 
 fn request_id(req: &actix_web::HttpRequest) -> String {

@@ -12,6 +12,7 @@ mod metadata;
 pub mod next_head;
 pub mod oauth_error;
 pub mod request_id;
+pub mod shutdown;
 mod sts_exchange;
 pub mod token;
 

@@ -16,8 +16,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_sts-broker");
 
 /// A broker process.
 pub struct Child {
-    /// Held for its `Drop`: the process is killed when the test ends.
-    #[allow(dead_code)]
     pub process: Running,
     pub url: String,
     pub addr: SocketAddr,
@@ -28,6 +26,18 @@ impl Child {
     /// What it has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.process.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 }
 

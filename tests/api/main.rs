@@ -20,6 +20,7 @@ mod outage;
 mod policies;
 mod postgres;
 mod replicas;
+mod shutdown;
 mod storage;
 mod testdb;
 mod tls;

@@ -14,6 +14,7 @@ use crate::dev::DevIdp;
 use crate::http::client_addr::TrustedProxies;
 use crate::http::connection_limits::ConnectionLimits;
 use crate::http::connections::Connections;
+use crate::http::metrics_access::MetricsAccess;
 use crate::http::shutdown::{FINAL_GRACE, Serving};
 use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
 use crate::metrics::Metrics;
@@ -203,7 +204,8 @@ fn apply_dev_mode(config: &mut Config, options: Options) -> anyhow::Result<()> {
 }
 
 /// The HTTP(S) server over the shared broker state, with its connection caps and its own
-/// handling of SIGTERM/SIGINT (see `http::shutdown`).
+/// handling of SIGTERM/SIGINT (see `http::shutdown`), and the `/metrics` server when
+/// `metrics_listen` is set.
 fn http_server(
     config: &Config,
     broker: web::Data<Broker>,
@@ -228,12 +230,19 @@ fn http_server(
         broker.trusted_proxies.clone(),
         broker.metrics.clone(),
     ));
+    let access = web::Data::new(MetricsAccess {
+        token: config.metrics_token.clone(),
+        elsewhere: config.metrics_listen.is_some(),
+        internal: false,
+    });
+    let metrics_broker = broker.clone();
     // actix counts connections per worker; the workers together hold at most the cap.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let on_connect = connections.clone();
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .app_data(broker.clone())
+            .app_data(access.clone())
             .app_data(web::PayloadConfig::new(crate::http::body::MAX_BODY_BYTES))
             .wrap(middleware::from_fn(crate::http::connections::guard))
             .wrap(middleware::from_fn(crate::http::request_id::assign))
@@ -248,7 +257,7 @@ fn http_server(
     .on_connect(move |io, ext| on_connect.on_connect(io, ext))
     .disable_signals()
     .shutdown_timeout(FINAL_GRACE.as_secs());
-    let listeners = vec![listener.try_clone()?];
+    let mut listeners = vec![listener.try_clone()?];
     let server = match tls {
         Some(slot) => {
             slot.spawn_watch();
@@ -256,7 +265,33 @@ fn http_server(
         }
         None => server.listen(listener)?,
     };
-    Ok(Serving::new(vec![server.run()], listeners, connections)?)
+    let mut servers = vec![server.run()];
+    if let Some(addr) = config.metrics_listen {
+        let metrics_listener = TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on metrics_listen {addr}"))?;
+        let local = metrics_listener.local_addr()?;
+        listeners.push(metrics_listener.try_clone()?);
+        let access = web::Data::new(MetricsAccess {
+            token: config.metrics_token.clone(),
+            elsewhere: false,
+            internal: true,
+        });
+        let metrics = HttpServer::new(move || {
+            App::new()
+                .app_data(metrics_broker.clone())
+                .app_data(access.clone())
+                .wrap(middleware::from_fn(crate::http::request_id::assign))
+                .configure(crate::http::metrics_access::routes)
+        })
+        .workers(1)
+        .max_connections(64)
+        .disable_signals()
+        .shutdown_timeout(FINAL_GRACE.as_secs())
+        .listen(metrics_listener)?;
+        servers.push(metrics.run());
+        tracing::info!(%local, "serving /metrics");
+    }
+    Ok(Serving::new(servers, listeners, connections)?)
 }
 
 /// The local audit spool, when configured.

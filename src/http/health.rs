@@ -10,8 +10,16 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Prometheus text exposition.
-pub async fn metrics(broker: web::Data<Broker>) -> HttpResponse {
+/// Prometheus text exposition, to those [`super::metrics_access`] lets in.
+pub async fn metrics(
+    req: actix_web::HttpRequest,
+    broker: web::Data<Broker>,
+    access: web::Data<super::metrics_access::MetricsAccess>,
+    id: super::request_id::RequestId,
+) -> HttpResponse {
+    if let Err(refused) = super::metrics_access::check(&req, &broker, &access) {
+        return refused.response(&id.0);
+    }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(broker.metrics.render())

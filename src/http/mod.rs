@@ -9,6 +9,7 @@ pub mod connections;
 mod health;
 mod introspect;
 mod metadata;
+pub mod metrics_access;
 pub mod next_head;
 pub mod oauth_error;
 pub mod request_id;

@@ -108,6 +108,19 @@ pub struct Config {
     pub jwks_cache_ttl: HumanDuration,
     /// Timeout of one discovery or JWKS request.
     pub upstream_timeout: HumanDuration,
+    /// Most client connections open at once. Unset: derived from the process's file limit
+    /// at start (see `http::connections`); a value above that is lowered to it.
+    pub max_connections: Option<usize>,
+    /// Most connections one client (an IPv4 address or an IPv6 /64) may hold open, and
+    /// behind trusted proxies most requests in flight per forwarded client. Unset: an eighth
+    /// of the connection cap; `0`: no per-client cap.
+    pub max_connections_per_client: Option<usize>,
+    /// Serve `/metrics` on this address (plain HTTP) and not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer token that reads `/metrics` (admin credentials also do, on `listen`).
+    pub metrics_token: Option<Secret>,
+    /// File holding the metrics bearer token.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -143,6 +156,11 @@ impl Default for Config {
             jwks_refetch_cooldown: HumanDuration(Duration::from_secs(30)),
             jwks_cache_ttl: HumanDuration(Duration::from_secs(600)),
             upstream_timeout: HumanDuration(Duration::from_secs(5)),
+            max_connections: None,
+            max_connections_per_client: None,
+            metrics_listen: None,
+            metrics_token: None,
+            metrics_token_file: None,
         }
     }
 }
@@ -208,6 +226,11 @@ impl Config {
             })?;
             self.key_encryption_key = Some(kek);
         }
+        if self.metrics_token.is_none()
+            && let Some(file) = &self.metrics_token_file
+        {
+            self.metrics_token = Some(read_secret_file(file, "metrics_token_file")?);
+        }
         Ok(())
     }
 
@@ -257,6 +280,23 @@ impl Config {
             && token.expose().len() < 16
         {
             return bad("admin_token must be at least 16 characters".into());
+        }
+        if let Some(token) = &self.metrics_token
+            && token.expose().len() < 16
+        {
+            return bad("metrics_token must be at least 16 characters".into());
+        }
+        if self.max_connections == Some(0) {
+            return bad("max_connections must be at least 1".into());
+        }
+        if let Some(metrics) = self.metrics_listen
+            && metrics.port() != 0
+            && metrics == self.listen
+        {
+            return bad(format!(
+                "metrics_listen ({metrics}) must differ from listen: /metrics is served on it \
+                 instead of the public listener"
+            ));
         }
         Ok(())
     }
@@ -347,6 +387,36 @@ mod tests {
         let err = with(301).validate().unwrap_err().to_string();
         assert!(err.contains("clock_leeway"), "{err}");
         assert!(with(7200).validate().is_err());
+    }
+
+    #[test]
+    fn connection_and_metrics_settings_are_checked() {
+        let short = Config {
+            metrics_token: Some(Secret::new("short")),
+            ..Config::default()
+        };
+        let err = short.validate().unwrap_err().to_string();
+        assert!(err.contains("metrics_token"), "{err}");
+        let same = Config {
+            metrics_listen: Some(Config::default().listen),
+            ..Config::default()
+        };
+        let err = same.validate().unwrap_err().to_string();
+        assert!(err.contains("metrics_listen"), "{err}");
+        let none = Config {
+            max_connections: Some(0),
+            ..Config::default()
+        };
+        assert!(none.validate().is_err());
+        let fine = Config {
+            metrics_listen: Some("127.0.0.1:9090".parse().unwrap()),
+            metrics_token: Some(Secret::new("metrics-token-0123456789")),
+            max_connections: Some(100),
+            max_connections_per_client: Some(0),
+            ..Config::default()
+        };
+        assert!(fine.validate().is_ok());
+        assert!(!format!("{fine:?}").contains("metrics-token-0123"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -38,10 +39,10 @@ pub struct FetchLabels {
     pub outcome: &'static str,
 }
 
-/// Labels of a rate-limit rejection.
+/// Labels of a rate-limit or connection-limit rejection.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
-    /// `client` or `subject`.
+    /// `client` or `subject` (rate limits); `client` (connection limits).
     pub limit: &'static str,
 }
 
@@ -62,6 +63,12 @@ pub struct Metrics {
     pub audit_commit_seconds: Histogram,
     /// Requests refused by a rate limit.
     pub rate_limited: Family<LimitLabels, Counter>,
+    /// Client connections open now.
+    pub open_connections: Gauge,
+    /// Connections (or, behind a trusted proxy, requests) refused by a connection limit.
+    pub connections_refused: Family<LimitLabels, Counter>,
+    /// Requests whose body did not arrive within the deadline.
+    pub body_timeouts: Counter,
 }
 
 impl Default for Metrics {
@@ -81,6 +88,9 @@ impl Metrics {
         let audit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let audit_commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
         let rate_limited = Family::<LimitLabels, Counter>::default();
+        let open_connections = Gauge::default();
+        let connections_refused = Family::<LimitLabels, Counter>::default();
+        let body_timeouts = Counter::default();
         registry.register(
             "exchanges",
             "Token exchanges by result, reason code and policy",
@@ -116,6 +126,21 @@ impl Metrics {
             "Requests refused by a rate limit",
             rate_limited.clone(),
         );
+        registry.register(
+            "open_connections",
+            "Client connections open now",
+            open_connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused by the per-client connection limit",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "request_body_timeouts",
+            "Requests whose body did not arrive within the deadline",
+            body_timeouts.clone(),
+        );
         Self {
             registry,
             exchanges,
@@ -125,6 +150,9 @@ impl Metrics {
             audit_batch_size,
             audit_commit_seconds,
             rate_limited,
+            open_connections,
+            connections_refused,
+            body_timeouts,
         }
     }
 

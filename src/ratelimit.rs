@@ -4,6 +4,8 @@
 //! compare-and-swap, so a check is a hash lookup and an atomic. Keys live in a bounded cache,
 //! so a flood of distinct keys cannot grow memory without limit.
 
+use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -146,6 +148,28 @@ impl RateLimiter {
     }
 }
 
+/// The block a client is counted by, for rate and connection limits: its IPv4 address, or
+/// the /64 an IPv6 address is in. One host commonly gets a whole /64 (SLAAC, RFC 7421), so
+/// counting IPv6 addresses would give every client 2^64 identities.
+pub fn client_block(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        v4 => v4,
+    }
+}
+
+/// The per-client limiter's key for a client address: the address itself, or for IPv6 the
+/// /64 it is in ([`client_block`]), so a host cannot multiply its allowance by taking more
+/// addresses of its own prefix.
+pub fn client_key(client: &str) -> Cow<'_, str> {
+    match client.parse::<IpAddr>() {
+        Ok(ip @ IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            Cow::Owned(format!("{}/64", client_block(ip)))
+        }
+        _ => Cow::Borrowed(client),
+    }
+}
+
 /// The per-client limit, checked before a request's body is read, so a flooding client
 /// costs little.
 pub struct ClientLimit {
@@ -167,7 +191,7 @@ impl ClientLimit {
         let (Some(limiter), Some(client)) = (&self.limiter, client) else {
             return Ok(());
         };
-        limiter.check(client).inspect_err(|_| {
+        limiter.check(&client_key(client)).inspect_err(|_| {
             self.metrics
                 .rate_limited
                 .get_or_create(&crate::metrics::LimitLabels { limit: "client" })
@@ -225,5 +249,27 @@ mod tests {
             "{wait:?}"
         );
         assert!(limiter.check("b").is_ok(), "another key is not starved");
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        let limiter = RateLimiter::new(Rate {
+            count: 2,
+            per: Duration::from_secs(60),
+        });
+        let check = |client: &str| limiter.check(&client_key(client));
+        assert!(check("2001:db8:7:1::1").is_ok());
+        assert!(check("2001:db8:7:1:ffff:ffff:ffff:fffe").is_ok());
+        assert!(
+            check("2001:db8:7:1:1234::9").is_err(),
+            "the third address of one /64"
+        );
+        assert!(
+            check("2001:db8:7:2::1").is_ok(),
+            "the next /64 is another client"
+        );
+        assert_eq!(client_key("192.0.2.1"), "192.0.2.1");
+        assert_eq!(client_key("2001:db8::1"), "2001:db8::/64");
+        assert_eq!(client_key("not an address"), "not an address");
     }
 }

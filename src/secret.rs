@@ -20,6 +20,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `given` is this secret. Compares SHA-256 digests in constant time, so neither
+    /// the content nor the length of the secret leaks through timing.
+    pub fn matches(&self, given: &str) -> bool {
+        use aws_lc_rs::digest::{SHA256, digest};
+        use subtle::ConstantTimeEq;
+        let a = digest(&SHA256, given.as_bytes());
+        let b = digest(&SHA256, self.0.as_bytes());
+        a.as_ref().ct_eq(b.as_ref()).into()
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -58,6 +68,15 @@ pub fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        let secret = Secret::new("correct horse battery");
+        assert!(secret.matches("correct horse battery"));
+        assert!(!secret.matches("correct horse batterY"));
+        assert!(!secret.matches("correct horse batter"));
+        assert!(!secret.matches(""));
+    }
 
     #[test]
     fn secrets_never_show_in_debug() {

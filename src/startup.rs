@@ -3,7 +3,6 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-use actix_web::dev::Server;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::{Context, bail};
 
@@ -13,6 +12,10 @@ use crate::admin::{Authenticator, Documents};
 use crate::config::Config;
 use crate::dev::DevIdp;
 use crate::exchange::{ExchangeParts, Lifetimes, TokenExchange};
+use crate::http::connection_limits::ConnectionLimits;
+use crate::http::connections::Connections;
+use crate::http::metrics_access::{MetricsAccess, Place};
+use crate::http::shutdown::{FINAL_GRACE, Serving};
 use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
 use crate::metadata::Metadata;
 use crate::metrics::Metrics;
@@ -39,7 +42,7 @@ pub struct Options {
 pub struct Application {
     port: u16,
     issuer_url: String,
-    server: Server,
+    server: Serving,
 }
 
 impl Application {
@@ -163,7 +166,7 @@ impl Application {
 
         // Loading and storing the policies freed far more than the compiled set keeps.
         crate::memory::release_freed_memory();
-        let server = http_server(services, listener, tls.as_ref())?;
+        let server = http_server(&config, services, listener, tls.as_ref())?;
         tracing::info!(%local, issuer = %issuer_url, dev = options.dev, "sts-broker listening");
         Ok(Self {
             port: local.port(),
@@ -223,12 +226,49 @@ struct Services {
     dev: Option<web::Data<DevIdp>>,
 }
 
-/// The HTTP(S) server over the services.
+/// The HTTP(S) server over the services, with its connection caps and its own handling of
+/// SIGTERM/SIGINT (see `http::shutdown`), and the `/metrics` server when `metrics_listen` is
+/// set.
 fn http_server(
+    config: &Config,
     services: Services,
     listener: TcpListener,
     tls: Option<&std::sync::Arc<CertificateSlot>>,
-) -> anyhow::Result<Server> {
+) -> anyhow::Result<Serving> {
+    let (limits, file_limit, open_files) = ConnectionLimits::for_this_process(
+        config.max_connections,
+        config.max_connections_per_client,
+    )
+    .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        file_limit,
+        open_files,
+        max_connections = limits.total,
+        max_connections_per_client = limits.per_client,
+        "connection limits"
+    );
+    let connections = Arc::new(Connections::new(
+        limits,
+        config.trusted_proxies.clone(),
+        services.metrics.clone().into_inner(),
+    ));
+    let metrics_access = |place| {
+        let admins = services.authenticator.clone().into_inner();
+        web::Data::new(MetricsAccess::new(
+            config.metrics_token.clone(),
+            admins,
+            place,
+        ))
+    };
+    let public_metrics = match config.metrics_listen {
+        Some(_) => metrics_access(Place::Elsewhere),
+        None => metrics_access(Place::Public),
+    };
+    let internal_metrics = metrics_access(Place::Internal);
+    let metrics = services.metrics.clone();
+    // actix counts connections per worker; the workers together hold at most the cap.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let on_connect = connections.clone();
     let server = HttpServer::new(move || {
         let s = services.clone();
         let mut app = App::new()
@@ -243,14 +283,22 @@ fn http_server(
             .app_data(s.client_limit)
             .app_data(s.proxies)
             .app_data(s.metrics)
+            .app_data(public_metrics.clone())
             .app_data(web::PayloadConfig::new(crate::http::body::MAX_BODY_BYTES))
+            .wrap(middleware::from_fn(crate::http::connections::guard))
             .wrap(middleware::from_fn(crate::http::request_id::assign))
             .configure(crate::http::routes);
         if let Some(dev) = s.dev {
             app = app.app_data(dev).configure(crate::dev::routes);
         }
         app.default_service(web::to(crate::http::not_found))
-    });
+    })
+    .workers(workers)
+    .max_connections(limits.total.div_ceil(workers))
+    .on_connect(move |io, ext| on_connect.on_connect(io, ext))
+    .disable_signals()
+    .shutdown_timeout(FINAL_GRACE.as_secs());
+    let mut listeners = vec![listener.try_clone()?];
     let server = match tls {
         Some(slot) => {
             slot.spawn_watch();
@@ -258,9 +306,28 @@ fn http_server(
         }
         None => server.listen(listener)?,
     };
-    // SIGTERM/SIGINT: stop accepting, let in-flight requests (and their audit records)
-    // finish for up to this long.
-    Ok(server.shutdown_timeout(10).run())
+    let mut servers = vec![server.run()];
+    if let Some(addr) = config.metrics_listen {
+        let metrics_listener = TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on metrics_listen {addr}"))?;
+        let local = metrics_listener.local_addr()?;
+        listeners.push(metrics_listener.try_clone()?);
+        let metrics_server = HttpServer::new(move || {
+            App::new()
+                .app_data(metrics.clone())
+                .app_data(internal_metrics.clone())
+                .wrap(middleware::from_fn(crate::http::request_id::assign))
+                .configure(crate::http::metrics_access::routes)
+        })
+        .workers(1)
+        .max_connections(64)
+        .disable_signals()
+        .shutdown_timeout(FINAL_GRACE.as_secs())
+        .listen(metrics_listener)?;
+        servers.push(metrics_server.run());
+        tracing::info!(%local, "serving /metrics");
+    }
+    Ok(Serving::new(servers, listeners, connections)?)
 }
 
 /// Where the audit trail's durable write goes, and how long records are kept.

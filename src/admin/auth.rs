@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 
 use crate::mint::SigningKeys;
 use crate::mint::verify::{CREDENTIAL_LEEWAY_SECS, scopes};
@@ -77,7 +76,7 @@ impl Authenticator {
     ) -> Result<Principal, AuthError> {
         let token = bearer.ok_or(AuthError::Unauthenticated)?;
         if let Some(secret) = &self.admin_token
-            && equal_secret(token, secret.expose())
+            && secret.matches(token)
         {
             return Ok(Principal {
                 name: "bootstrap-admin".into(),
@@ -91,14 +90,15 @@ impl Authenticator {
         if !granted {
             return Err(AuthError::Forbidden);
         }
+        // The `sub` may be rendered from inbound claims: as a name in logs, history and the
+        // audit trail it carries no control characters (they are escaped, not dropped, so the
+        // name still says what the token said).
         let name = claims
             .get("sub")
             .and_then(Value::as_str)
-            .unwrap_or("unknown");
-        Ok(Principal {
-            // The name goes into logs and audit records: no control characters.
-            name: name.chars().filter(|c| !c.is_control()).collect(),
-        })
+            .map_or("unknown".into(), crate::telemetry::printable)
+            .into_owned();
+        Ok(Principal { name })
     }
 
     /// Checks that `bearer` may call the introspection endpoint.
@@ -140,32 +140,5 @@ impl Authenticator {
             )
             .filter(|claims| !self.revocations.is_revoked(claims))
             .ok_or(AuthError::Unauthenticated)
-    }
-}
-
-/// Compares SHA-256 digests in constant time, so neither the content nor the length of the
-/// secret leaks through timing.
-fn equal_secret(given: &str, secret: &str) -> bool {
-    use aws_lc_rs::digest::{SHA256, digest};
-    let a = digest(&SHA256, given.as_bytes());
-    let b = digest(&SHA256, secret.as_bytes());
-    a.as_ref().ct_eq(b.as_ref()).into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(equal_secret(
-            "correct horse battery",
-            "correct horse battery"
-        ));
-        assert!(!equal_secret(
-            "correct horse batterY",
-            "correct horse battery"
-        ));
-        assert!(!equal_secret("", "correct horse battery"));
     }
 }

@@ -12,8 +12,16 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Prometheus text exposition.
-pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+/// Prometheus text exposition, to those [`super::metrics_access`] lets in.
+pub async fn metrics(
+    req: actix_web::HttpRequest,
+    metrics: web::Data<Metrics>,
+    access: web::Data<super::metrics_access::MetricsAccess>,
+    id: super::request_id::RequestId,
+) -> HttpResponse {
+    if let Err(refused) = access.check(&req) {
+        return refused.response(&id.0);
+    }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(metrics.render())

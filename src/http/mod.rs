@@ -2,13 +2,19 @@
 
 pub mod admin;
 pub mod body;
+pub mod body_deadline;
 mod caller;
 pub mod client_addr;
+pub mod connection_limits;
+pub mod connections;
 mod health;
 mod introspect;
 mod metadata;
+pub mod metrics_access;
+pub mod next_head;
 pub mod oauth_error;
 pub mod request_id;
+pub mod shutdown;
 mod sts_exchange;
 pub mod token;
 

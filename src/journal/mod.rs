@@ -73,6 +73,17 @@ pub enum JournalError {
         /// The record.
         seq: u64,
     },
+    /// A segment was removed (by hand) before its records were read: they are lost. A cursor
+    /// that reports this has moved on to the next segment.
+    #[error("audit journal {path} was removed before it was read: records {first}..{end} are lost")]
+    Lost {
+        /// The file that is gone.
+        path: PathBuf,
+        /// The first lost record.
+        first: u64,
+        /// The first record after them.
+        end: u64,
+    },
 }
 
 impl JournalError {
@@ -134,6 +145,11 @@ impl Shared {
             .iter()
             .find(|s| s.number == number)
             .and_then(|s| s.end)
+    }
+
+    /// The segment after `number`, if the journal has one.
+    fn segment_after(&self, number: u32) -> Option<SegmentInfo> {
+        self.segments().iter().find(|s| s.number > number).copied()
     }
 
     fn segment_holding(&self, seq: u64) -> Option<u32> {

@@ -59,6 +59,8 @@ pub struct Cursor {
     prev_crc: Option<u32>,
     /// The next record to hand out.
     next_seq: u64,
+    /// An error met after records were read, for the next call.
+    deferred: Option<JournalError>,
 }
 
 impl Cursor {
@@ -70,6 +72,7 @@ impl Cursor {
             offset: 0,
             prev_crc: None,
             next_seq: from_seq,
+            deferred: None,
         }
     }
 
@@ -79,72 +82,89 @@ impl Cursor {
     }
 
     /// Up to `max` records from the next one on, never past what the writer has made
-    /// durable. Empty when there is nothing new.
+    /// durable. Empty when there is nothing new. An error met after some records were read
+    /// is returned by the next call, so no record read is ever dropped.
     pub fn read(&mut self, max: usize) -> Result<Vec<Entry>, JournalError> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         let durable = self.shared.durable_seq();
         let mut out = Vec::new();
         while out.len() < max && self.next_seq <= durable {
-            if self.file.is_none() {
-                self.locate()?;
-            }
-            let file = self.file.as_ref().expect("located");
-            let path = segment::path(&self.shared.dir, self.segment);
-            let corrupt = |offset: u64, reason: String| JournalError::Corrupt {
-                path: path.clone(),
-                offset,
-                reason,
-            };
-            let end = self.shared.valid_end(self.segment);
-            if end.is_some_and(|end| self.offset >= end) {
-                // The segment is sealed and read: on to the next.
-                self.segment += 1;
-                self.file = None;
-                self.offset = segment::HEADER_BYTES;
-                continue;
-            }
-            let frame = read_frame(file, self.offset)
-                .map_err(|e| corrupt(self.offset, e.to_string()))?
-                .ok_or_else(|| {
-                    corrupt(
-                        self.offset,
-                        "the journal ends before its durable records".into(),
-                    )
-                })?;
-            let header = frame.header;
-            if self.prev_crc.is_some_and(|crc| crc != header.prev_crc) {
-                return Err(corrupt(
-                    self.offset,
-                    "the frame does not follow the one before".into(),
-                ));
-            }
-            let records = frame::records(&header, &frame.payload)
-                .map_err(|e| corrupt(self.offset, e.to_string()))?;
-            for (index, record) in records.into_iter().enumerate() {
-                let seq = header.first_seq + index as u64;
-                if seq < self.next_seq {
-                    continue;
+            match self.step(&mut out) {
+                Ok(()) => {}
+                Err(e) if out.is_empty() => return Err(e),
+                Err(e) => {
+                    self.deferred = Some(e);
+                    break;
                 }
-                if seq != self.next_seq {
-                    return Err(corrupt(
-                        self.offset,
-                        format!("record {seq} where {} was due", self.next_seq),
-                    ));
-                }
-                out.push(Entry {
-                    seq,
-                    position: Position {
-                        segment: self.segment,
-                        offset: self.offset as u32,
-                        index: index as u16,
-                    },
-                    record,
-                });
-                self.next_seq += 1;
             }
-            self.prev_crc = Some(header.crc);
-            self.offset += header.frame_len() as u64;
         }
         Ok(out)
+    }
+
+    /// Reads the next frame into `out`, or moves on to the next segment.
+    fn step(&mut self, out: &mut Vec<Entry>) -> Result<(), JournalError> {
+        if self.file.is_none() {
+            self.locate()?;
+        }
+        let path = segment::path(&self.shared.dir, self.segment);
+        let corrupt = |offset: u64, reason: String| JournalError::Corrupt {
+            path: path.clone(),
+            offset,
+            reason,
+        };
+        if (self.shared.valid_end(self.segment)).is_some_and(|end| self.offset >= end) {
+            // The segment is sealed and read: on to the next.
+            self.file = None;
+            return Ok(());
+        }
+        let file = self.file.as_ref().expect("located");
+        let frame = read_frame(file, self.offset)
+            .map_err(|e| corrupt(self.offset, e.to_string()))?
+            .ok_or_else(|| {
+                corrupt(
+                    self.offset,
+                    "the journal ends before its durable records".into(),
+                )
+            })?;
+        let header = frame.header;
+        if self.prev_crc.is_some_and(|crc| crc != header.prev_crc) {
+            return Err(corrupt(
+                self.offset,
+                "the frame does not follow the one before".into(),
+            ));
+        }
+        let records = frame::records(&header, &frame.payload)
+            .map_err(|e| corrupt(self.offset, e.to_string()))?;
+        if header.first_seq > self.next_seq {
+            return Err(corrupt(
+                self.offset,
+                format!(
+                    "record {} where {} was due",
+                    header.first_seq, self.next_seq
+                ),
+            ));
+        }
+        for (index, record) in records.into_iter().enumerate() {
+            let seq = header.first_seq + index as u64;
+            if seq < self.next_seq {
+                continue;
+            }
+            out.push(Entry {
+                seq,
+                position: Position {
+                    segment: self.segment,
+                    offset: self.offset as u32,
+                    index: index as u16,
+                },
+                record,
+            });
+            self.next_seq += 1;
+        }
+        self.prev_crc = Some(header.crc);
+        self.offset += header.frame_len() as u64;
+        Ok(())
     }
 
     /// Finds the segment and frame holding `next_seq`, reading frame headers from the start
@@ -154,8 +174,27 @@ impl Cursor {
             .shared
             .segment_holding(self.next_seq)
             .ok_or(JournalError::Missing { seq: self.next_seq })?;
-        let (file, header) = segment::open(&self.shared.dir, number, false)
-            .map_err(|e| JournalError::io(&segment::path(&self.shared.dir, number), e))?;
+        let path = segment::path(&self.shared.dir, number);
+        let (file, header) = match segment::open(&self.shared.dir, number, false) {
+            Ok(opened) => opened,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Removed by hand: what it held is gone. Say so, and go on with the next
+                // segment, so that records written after it are still indexed.
+                let next = self
+                    .shared
+                    .segment_after(number)
+                    .ok_or(JournalError::io(&path, e))?;
+                let first = self.next_seq;
+                self.next_seq = next.first_seq.max(first);
+                self.prev_crc = None;
+                return Err(JournalError::Lost {
+                    path,
+                    first,
+                    end: self.next_seq,
+                });
+            }
+            Err(e) => return Err(JournalError::io(&path, e)),
+        };
         self.segment = number;
         self.offset = segment::HEADER_BYTES;
         self.prev_crc = Some(header.prev_crc).filter(|_| header.prev_end != 0);

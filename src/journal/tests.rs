@@ -229,3 +229,31 @@ fn retention_removes_only_old_indexed_sealed_segments() {
     };
     assert_eq!(reopened.durable_seq(), 609);
 }
+
+#[test]
+fn a_segment_removed_before_it_was_read_is_reported_and_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut writer, reader) = open(&options(dir.path(), MIN_SEGMENT_BYTES), 1).unwrap();
+    append(&mut writer, 1, 600, 9);
+    let segments = segment::list(dir.path()).unwrap();
+    assert!(segments.len() >= 3);
+    std::fs::remove_file(segment::path(dir.path(), segments[1])).unwrap();
+    let mut cursor = reader.cursor(1);
+    let mut read = Vec::new();
+    let mut lost = None;
+    loop {
+        match cursor.read(1000) {
+            Ok(batch) if batch.is_empty() => break,
+            Ok(batch) => read.extend(batch),
+            Err(JournalError::Lost { first, end, .. }) => lost = Some(first..end),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let lost = lost.expect("the removed segment is reported");
+    assert_eq!(read.len() as u64 + (lost.end - lost.start), 599);
+    assert_eq!(
+        read.last().unwrap().seq,
+        599,
+        "records after the gap are read"
+    );
+}

@@ -134,9 +134,18 @@ impl Indexer {
         }
     }
 
-    /// Reads the next batch into `pending`; how many records.
+    /// Reads the next batch into `pending`; how many records. Records whose segment was
+    /// removed by hand before they were read are reported and passed over: the ones after
+    /// them must still be indexed.
     fn next_batch(&mut self) -> Result<usize, IndexError> {
-        let entries = self.cursor.read(BATCH)?;
+        let entries = loop {
+            match self.cursor.read(BATCH) {
+                Err(JournalError::Lost { path, first, end }) => {
+                    tracing::error!(file = %path.display(), lost = ?(first..end), "audit journal records were removed before they were indexed");
+                }
+                other => break other?,
+            }
+        };
         for entry in entries {
             let event: AuditEvent =
                 serde_json::from_slice(&entry.record).map_err(|e| IndexError::Record {

@@ -2,8 +2,10 @@
 //! identity provider that the tests run themselves.
 
 mod admin;
+mod child;
 mod ci_client;
 mod cli;
+mod connections;
 mod end_to_end;
 mod exchange;
 mod fuzz;
@@ -12,11 +14,13 @@ mod helpers;
 mod hostile;
 mod journal;
 mod keys;
+mod logging;
 mod metadata;
 mod parsing;
 mod policies;
 mod postgres;
 mod replicas;
+mod shutdown;
 mod storage;
 mod testdb;
 mod tls;

@@ -102,7 +102,13 @@ async fn metrics_count_exchanges_fetches_and_audit_batches() {
             .claims_with(serde_json::json!({"sub": "repo:evil/x:ref:refs/heads/main"})),
     );
     assert_eq!(app.exchange(&denied, None, None).await.status(), 400);
-    let response = app.get("/metrics").await;
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
     let line = |prefix: &str| {
@@ -139,4 +145,95 @@ async fn metrics_count_exchanges_fetches_and_audit_batches() {
     );
     assert!(text.trim_end().ends_with("# EOF"));
     assert!(!text.contains(&token), "tokens never appear");
+}
+
+/// `/metrics` names every policy: not for anyone who can reach the token endpoint.
+#[tokio::test]
+async fn metrics_need_a_bearer_on_the_public_listener() {
+    const METRICS_TOKEN: &str = "metrics-token-0123456789";
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.metrics_token = Some(sts_broker::config::Secret::new(METRICS_TOKEN));
+    })
+    .await;
+    let token = app.idp.token(&app.idp.claims());
+    assert_eq!(app.exchange(&token, None, None).await.status(), 200);
+    let metrics = |bearer: Option<&str>| {
+        let mut request = app.client.get(format!("{}/metrics", app.address));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let anonymous = metrics(None).await;
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    let text = anonymous.text().await.unwrap();
+    assert!(!text.contains("api-deploy"), "{text}");
+    assert_eq!(
+        metrics(Some("not-the-metrics-token-at-all")).await.status(),
+        401
+    );
+    for bearer in [METRICS_TOKEN, crate::helpers::ADMIN_TOKEN] {
+        let allowed = metrics(Some(bearer)).await;
+        assert_eq!(allowed.status(), 200);
+        assert!(
+            allowed
+                .text()
+                .await
+                .unwrap()
+                .contains("policy=\"api-deploy\"")
+        );
+    }
+}
+
+/// With `metrics_listen`, `/metrics` is served there only.
+#[tokio::test]
+async fn metrics_listen_serves_metrics_on_another_address_only() {
+    let port = crate::child::free_port();
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.metrics_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    })
+    .await;
+    let public = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        public.status(),
+        404,
+        "not on the public listener, whoever asks"
+    );
+    let internal = format!("http://127.0.0.1:{port}");
+    let scraped = app
+        .client
+        .get(format!("{internal}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.headers().contains_key("x-request-id"));
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("sts_exchange_duration_seconds")
+    );
+    for path in [
+        "/token",
+        "/healthz",
+        "/admin/v1/policies",
+        "/.well-known/jwks.json",
+    ] {
+        let other = app
+            .client
+            .get(format!("{internal}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), 404, "{path} on the metrics listener");
+    }
 }

@@ -206,3 +206,38 @@ async fn the_certificate_is_reloaded_on_sighup() {
         "the old certificate is gone"
     );
 }
+
+/// Over TLS too, connections are counted, and one client is held to its share.
+#[tokio::test]
+async fn connections_over_https_are_capped_per_client() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = make_pki();
+    write_pair(certs.path(), &pki);
+    let (cert, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
+    let app = spawn_app_with(|c| {
+        c.tls_cert_file = Some(cert.clone());
+        c.tls_key_file = Some(key.clone());
+        c.max_connections_per_client = Some(1);
+    })
+    .await;
+    let first = client_trusting(&pki.ca_pem);
+    let health = format!("{}/healthz", app.address);
+    assert_eq!(first.get(&health).send().await.unwrap().status(), 200);
+    // The first client keeps its connection open; a second one from the same address is shut.
+    let second = client_trusting(&pki.ca_pem);
+    assert!(second.get(&health).send().await.is_err());
+    let metrics = first
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("sts_open_connections 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("sts_connections_refused_total{limit=\"client\"} 1\n"),
+        "{metrics}"
+    );
+}

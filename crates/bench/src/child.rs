@@ -122,6 +122,7 @@ pub async fn start_broker(
              allow_insecure_loopback_issuers = true\n\
              rate_limit_per_client = \"0\"\n\
              rate_limit_per_subject = \"0\"\n\
+             max_connections_per_client = 0\n\
              log_format = \"json\"\n{extra}",
             db = home.join("broker.db").display(),
             policies = policies.display(),

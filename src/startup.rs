@@ -13,7 +13,7 @@ use crate::broker::{Broker, Lifetimes};
 use crate::config::Config;
 use crate::dev::DevIdp;
 use crate::http::client_addr::TrustedProxies;
-use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
+use crate::inbound::{IssuerKeys, Validator};
 use crate::metrics::Metrics;
 use crate::mint::sealing::Kek;
 use crate::mint::{KeyManager, KeyPolicy};
@@ -23,6 +23,8 @@ use crate::ratelimit::RateLimits;
 use crate::revocation::Revocations;
 use crate::storage::{self, DocumentChange};
 use crate::tls::CertificateSlot;
+use sts_jose::cache::{CachePolicy, Discovery, Refresh};
+use sts_jose::fetch::Fetcher;
 
 /// How to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -111,14 +113,19 @@ impl Application {
             .context("loading revocations")?;
         let fetcher = Fetcher::new(
             config.upstream_timeout.0,
-            config.allow_insecure_loopback_issuers,
+            concat!("sts-broker/", env!("CARGO_PKG_VERSION")),
         )?;
         let metrics = std::sync::Arc::new(Metrics::new());
-        let cache = KeyCache::new(
+        // Third-party issuers may move their keys: discovery runs with every fetch. No
+        // exchange waits on a refresh while usable keys are cached.
+        let cache = IssuerKeys::new(
             fetcher,
             CachePolicy {
                 default_ttl: config.jwks_cache_ttl.0,
                 cooldown: config.jwks_refetch_cooldown.0,
+                deadline: config.upstream_timeout.0,
+                refresh: Refresh::Background,
+                discovery: Discovery::EveryFetch,
             },
             metrics.clone(),
         );

@@ -11,6 +11,7 @@ mod fuzz;
 mod hardening;
 mod helpers;
 mod hostile;
+mod issuer_keys;
 mod keys;
 mod metadata;
 mod outage;

@@ -183,11 +183,12 @@ pub struct Config {
     pub allow_insecure_loopback_issuers: bool,
     /// Clock-skew leeway for inbound `exp`/`nbf`/`iat`, at most [`MAX_CLOCK_LEEWAY`].
     pub clock_leeway: HumanDuration,
-    /// Least time between two JWKS refetches of one issuer triggered by an unknown `kid`.
+    /// Least time from the end of one fetch of an issuer's keys to the start of the next
+    /// (an unknown `kid`, a refresh); longer than `upstream_timeout`.
     pub jwks_refetch_cooldown: HumanDuration,
     /// How long fetched issuer keys are used before they are fetched again.
     pub jwks_cache_ttl: HumanDuration,
-    /// Timeout of one discovery or JWKS request.
+    /// Deadline of one fetch of an issuer's keys, discovery and JWKS together.
     pub upstream_timeout: HumanDuration,
 }
 
@@ -328,6 +329,16 @@ impl Config {
                 self.key_rotation_period, self.jwks_max_age
             ));
         }
+        // A fetch may take up to `upstream_timeout`; a cooldown no longer than that would
+        // let fetches of one issuer follow each other back to back while it hangs.
+        if self.jwks_refetch_cooldown.0 <= self.upstream_timeout.0 {
+            return bad(format!(
+                "jwks_refetch_cooldown ({}) must be longer than upstream_timeout ({}): an \
+                 issuer that hangs would otherwise be fetched again as soon as a fetch gives up",
+                humantime::format_duration(self.jwks_refetch_cooldown.0),
+                humantime::format_duration(self.upstream_timeout.0)
+            ));
+        }
         if let Some(kek) = &self.key_encryption_key {
             crate::mint::sealing::Kek::parse(kek)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -373,6 +384,21 @@ mod tests {
         let err = with(301).validate().unwrap_err().to_string();
         assert!(err.contains("clock_leeway"), "{err}");
         assert!(with(7200).validate().is_err());
+    }
+
+    #[test]
+    fn the_refetch_cooldown_outlasts_the_upstream_timeout() {
+        let with = |cooldown_ms, timeout_ms| Config {
+            jwks_refetch_cooldown: HumanDuration(Duration::from_millis(cooldown_ms)),
+            upstream_timeout: HumanDuration(Duration::from_millis(timeout_ms)),
+            ..Config::default()
+        };
+        assert!(with(30_000, 5_000).validate().is_ok());
+        assert!(with(1_000, 800).validate().is_ok());
+        for (cooldown, timeout) in [(5_000, 5_000), (1_000, 5_000)] {
+            let err = with(cooldown, timeout).validate().unwrap_err().to_string();
+            assert!(err.contains("jwks_refetch_cooldown"), "{err}");
+        }
     }
 
     #[test]

@@ -133,7 +133,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// Connect and whole-request timeout for discovery and JWKS fetches (default 10 s).
+    /// Deadline of one key fetch, discovery and JWKS together (also each request's connect
+    /// and whole-request timeout; default 10 s).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self

@@ -10,7 +10,8 @@ use sts_jose::cache::{
     CachePolicy, Event, KeyCache, MAX_STALENESS, MAX_TTL, Observer, Unavailable,
 };
 use sts_jose::fetch::Fetcher;
-use sts_jose::jwk::{Lookup, VerifyKey};
+use sts_jose::jwk::VerifyKey;
+use sts_jose::jwks::Lookup;
 
 use crate::jose::Algorithm;
 use crate::metrics::{FetchLabels, IssuerLabels, Metrics};

@@ -4,7 +4,8 @@
 //! - [`jws`]: compact JWS decoding, refusing JWE, oversized tokens and duplicate JSON members;
 //! - [`header`]: the header rules (algorithm pinning, `crit`, nesting, `kid`), read into
 //!   jsonwebtoken's [`Header`];
-//! - [`jwk`]: a JWKS read through jsonwebtoken's [`Jwk`] into aws-lc-rs keys parsed once;
+//! - [`jwk`] and [`jwks`]: keys read through jsonwebtoken's [`Jwk`] into aws-lc-rs keys
+//!   parsed once, and the key set of a JWKS (a `kid` published twice names no key);
 //! - [`sign`]: signing keys, held parsed, published as [`Jwk`]s;
 //! - [`fetch`] and [`discovery`]: the capped fetch (size cap, one deadline, no redirects,
 //!   `Cache-Control: max-age`, ETag revalidation);
@@ -23,6 +24,7 @@ pub mod fetch;
 pub mod header;
 pub mod json;
 pub mod jwk;
+pub mod jwks;
 pub mod jws;
 pub mod sign;
 #[cfg(test)]

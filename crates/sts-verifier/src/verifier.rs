@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::Url;
 use sts_jose::cache::{CachePolicy, Discovery, KeyCache, KeySource, Refresh};
 use sts_jose::fetch::Fetcher;
-use sts_jose::jwk::{KeySet, Lookup};
+use sts_jose::jwks::{KeySet, Lookup};
 
 use crate::claims::{Claims, Rules};
 use crate::error::{BuildError, InvalidToken, VerifyError};

@@ -102,11 +102,12 @@ pub struct Config {
     pub allow_insecure_loopback_issuers: bool,
     /// Clock-skew leeway for inbound `exp`/`nbf`/`iat`, at most [`MAX_CLOCK_LEEWAY`].
     pub clock_leeway: HumanDuration,
-    /// Least time between two JWKS refetches of one issuer triggered by an unknown `kid`.
+    /// Least time from the end of one fetch of an issuer's keys to the start of the next
+    /// (an unknown `kid`, a refresh); longer than `upstream_timeout`.
     pub jwks_refetch_cooldown: HumanDuration,
     /// How long fetched issuer keys are used before they are fetched again.
     pub jwks_cache_ttl: HumanDuration,
-    /// Timeout of one discovery or JWKS request.
+    /// Deadline of one fetch of an issuer's keys, discovery and JWKS together.
     pub upstream_timeout: HumanDuration,
     /// Most client connections open at once. Unset: derived from the process's file limit
     /// at start (see `http::connections`); a value above that is lowered to it.
@@ -276,6 +277,16 @@ impl Config {
         if self.audit_retention.0 < Duration::from_secs(86400) {
             return bad("audit_retention must be at least a day".into());
         }
+        // A fetch may take up to `upstream_timeout`; a cooldown no longer than that would
+        // let fetches of one issuer follow each other back to back while it hangs.
+        if self.jwks_refetch_cooldown.0 <= self.upstream_timeout.0 {
+            return bad(format!(
+                "jwks_refetch_cooldown ({}) must be longer than upstream_timeout ({}): an \
+                 issuer that hangs would otherwise be fetched again as soon as a fetch gives up",
+                humantime::format_duration(self.jwks_refetch_cooldown.0),
+                humantime::format_duration(self.upstream_timeout.0)
+            ));
+        }
         if let Some(token) = &self.admin_token
             && token.expose().len() < 16
         {
@@ -417,6 +428,21 @@ mod tests {
         };
         assert!(fine.validate().is_ok());
         assert!(!format!("{fine:?}").contains("metrics-token-0123"));
+    }
+
+    #[test]
+    fn the_refetch_cooldown_outlasts_the_upstream_timeout() {
+        let with = |cooldown_ms, timeout_ms| Config {
+            jwks_refetch_cooldown: HumanDuration(Duration::from_millis(cooldown_ms)),
+            upstream_timeout: HumanDuration(Duration::from_millis(timeout_ms)),
+            ..Config::default()
+        };
+        assert!(with(30_000, 5_000).validate().is_ok());
+        assert!(with(1_000, 800).validate().is_ok());
+        for (cooldown, timeout) in [(5_000, 5_000), (1_000, 5_000)] {
+            let err = with(cooldown, timeout).validate().unwrap_err().to_string();
+            assert!(err.contains("jwks_refetch_cooldown"), "{err}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::http::connection_limits::ConnectionLimits;
 use crate::http::connections::Connections;
 use crate::http::metrics_access::{MetricsAccess, Place};
 use crate::http::shutdown::{FINAL_GRACE, Serving};
-use crate::inbound::{CachePolicy, Fetcher, KeyCache, Validator};
+use crate::inbound::{IssuerKeys, Validator};
 use crate::metadata::Metadata;
 use crate::metrics::Metrics;
 use crate::mint::sealing::Kek;
@@ -30,6 +30,8 @@ use crate::storage::{self, DocumentChange};
 use crate::sync::ReplicaSync;
 use crate::tls::CertificateSlot;
 use crate::trail::{AuditTrail, TrailOptions};
+use sts_jose::cache::{CachePolicy, Discovery, Refresh};
+use sts_jose::fetch::Fetcher;
 
 /// How to start.
 #[derive(Debug, Clone, Copy, Default)]
@@ -367,13 +369,18 @@ fn certificate_slot(config: &Config) -> anyhow::Result<Option<std::sync::Arc<Cer
 fn validator(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Validator> {
     let fetcher = Fetcher::new(
         config.upstream_timeout.0,
-        config.allow_insecure_loopback_issuers,
+        concat!("sts-broker/", env!("CARGO_PKG_VERSION")),
     )?;
-    let cache = KeyCache::new(
+    // Third-party issuers may move their keys: discovery runs with every fetch. No exchange
+    // waits on a refresh while usable keys are cached.
+    let cache = IssuerKeys::new(
         fetcher,
         CachePolicy {
             default_ttl: config.jwks_cache_ttl.0,
             cooldown: config.jwks_refetch_cooldown.0,
+            deadline: config.upstream_timeout.0,
+            refresh: Refresh::Background,
+            discovery: Discovery::EveryFetch,
         },
         metrics,
     );

@@ -51,9 +51,8 @@ impl OAuthError {
     /// 429 with `Retry-After` in whole seconds (at least one). `slow_down` is the registered
     /// OAuth error for "too frequent" (RFC 8628); RFC 6749 defines none.
     pub fn rate_limited(wait: Duration, description: impl Into<String>) -> Self {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Self {
-            retry_after: Some(seconds.max(1)),
+            retry_after: Some(whole_seconds(wait)),
             ..Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", description)
         }
     }
@@ -78,17 +77,29 @@ impl OAuthError {
     }
 }
 
+/// `wait` rounded up to whole seconds, at least one (`Retry-After` has no fractions).
+fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 impl From<&ExchangeError> for OAuthError {
     fn from(e: &ExchangeError) -> Self {
         let text = e.to_string();
         match e {
-            ExchangeError::Inbound(InboundError::Unavailable) | ExchangeError::Unavailable => {
-                Self::new(
+            // When the issuer's keys may next be fetched: a retry before then gets a 503 too.
+            ExchangeError::Inbound(InboundError::Unavailable { retry_after }) => Self {
+                retry_after: Some(whole_seconds(*retry_after)),
+                ..Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
                     text,
                 )
-            }
+            },
+            ExchangeError::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                text,
+            ),
             ExchangeError::InvalidTarget => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_target", text)
             }

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use sts_jose::header::{self, HeaderError};
+use sts_jose::jws::{self, DecodeError};
 
-use super::cache::{KeyCache, KeyError};
-use super::jws::{self, DecodeError};
-use crate::jose::InboundAlg;
+use super::keys::{IssuerKeys, KeyError};
+use crate::jose::alg::ASYMMETRIC;
 use crate::policy::{Issuer, PolicySet};
 
 /// A subject token that passed every check.
@@ -54,7 +55,10 @@ pub enum InboundError {
     Claims(&'static str),
     /// The issuer's keys cannot be had (maps to 503).
     #[error("the subject token issuer's keys are temporarily unavailable")]
-    Unavailable,
+    Unavailable {
+        /// Until the next fetch of the keys may start: a retry before then cannot succeed.
+        retry_after: Duration,
+    },
 }
 
 impl InboundError {
@@ -69,20 +73,20 @@ impl InboundError {
             Self::Key(_) => "key_not_found",
             Self::Signature => "signature_invalid",
             Self::Claims(_) => "claims_invalid",
-            Self::Unavailable => "issuer_keys_unavailable",
+            Self::Unavailable { .. } => "issuer_keys_unavailable",
         }
     }
 }
 
 /// Validates subject tokens.
 pub struct Validator {
-    keys: KeyCache,
+    keys: IssuerKeys,
     leeway: i64,
 }
 
 impl Validator {
     /// A validator using `keys`, allowing `leeway` of clock skew.
-    pub fn new(keys: KeyCache, leeway: Duration) -> Self {
+    pub fn new(keys: IssuerKeys, leeway: Duration) -> Self {
         Self {
             keys,
             leeway: leeway.as_secs() as i64,
@@ -101,7 +105,8 @@ impl Validator {
         now: i64,
     ) -> Result<Validated, InboundError> {
         let jws = jws::decode(token)?;
-        let (alg, kid) = check_header(&jws.header)?;
+        let header = header::check(&jws.header, &ASYMMETRIC).map_err(header_error)?;
+        let (alg, kid) = (header.alg, header.kid.as_deref());
         let iss = jws.claims.get("iss").and_then(Value::as_str);
         let issuer = iss
             .and_then(|iss| set.issuer_by_url(iss))
@@ -123,7 +128,12 @@ impl Validator {
                 KeyError::Ambiguous => {
                     InboundError::Key("it has no kid and the issuer has several keys")
                 }
-                KeyError::Unavailable(_) => InboundError::Unavailable,
+                KeyError::DuplicateKid => {
+                    InboundError::Key("the issuer publishes its kid more than once")
+                }
+                KeyError::Unavailable(e) => InboundError::Unavailable {
+                    retry_after: e.retry_after,
+                },
             })?;
         if !verified {
             return Err(InboundError::Signature);
@@ -139,35 +149,21 @@ impl Validator {
     }
 }
 
-/// `alg` must be one we accept; `crit` and nested or encrypted content are refused. Key
-/// hints in the header (`jku`, `x5u`, `jwk`, `x5c`) are never used: keys come only from
-/// the issuer's registered JWKS.
-fn check_header(header: &Map<String, Value>) -> Result<(InboundAlg, Option<&str>), InboundError> {
-    let alg = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .ok_or(InboundError::Header("no alg"))?;
-    let alg = InboundAlg::parse(alg).ok_or(InboundError::Algorithm)?;
-    if header.contains_key("crit") {
-        return Err(InboundError::Header("crit extensions are not supported"));
-    }
-    if header.contains_key("enc") || header.contains_key("zip") {
-        return Err(InboundError::Header(
-            "encrypted or compressed tokens are not accepted",
-        ));
-    }
-    if let Some(cty) = header.get("cty") {
-        let nested = cty.as_str().is_none_or(|c| c.eq_ignore_ascii_case("JWT"));
-        if nested {
-            return Err(InboundError::Header("nested tokens are not accepted"));
+/// The header rules are the JOSE core's (`alg` asymmetric, no `crit`, no encrypted,
+/// compressed or nested content, a short `kid`); key hints in the header (`jku`, `x5u`,
+/// `jwk`, `x5c`) are never used: keys come only from the issuer's registered JWKS.
+fn header_error(e: HeaderError) -> InboundError {
+    match e {
+        HeaderError::NoAlg => InboundError::Header("no alg"),
+        HeaderError::Algorithm => InboundError::Algorithm,
+        HeaderError::Critical => InboundError::Header("crit extensions are not supported"),
+        HeaderError::Encrypted => {
+            InboundError::Header("encrypted or compressed tokens are not accepted")
         }
+        HeaderError::Nested => InboundError::Header("nested tokens are not accepted"),
+        HeaderError::Kid => InboundError::Header("kid must be a short string"),
+        HeaderError::Malformed => InboundError::Header("a registered member has the wrong type"),
     }
-    let kid = match header.get("kid") {
-        None => None,
-        Some(Value::String(k)) if !k.is_empty() && k.len() <= 256 => Some(k.as_str()),
-        Some(_) => return Err(InboundError::Header("kid must be a short string")),
-    };
-    Ok((alg, kid))
 }
 
 struct Checked {
@@ -311,10 +307,16 @@ mod tests {
 
     #[test]
     fn header_table() {
-        let h = |v: Value| check_header(v.as_object().unwrap()).map(|(a, _)| a);
+        let h = |v: Value| header::check(v.as_object().unwrap(), &ASYMMETRIC).map_err(header_error);
         assert!(h(json!({"alg": "RS256", "kid": "k"})).is_ok());
-        assert!(h(json!({"alg": "none"})).is_err());
-        assert!(h(json!({"alg": "HS256"})).is_err());
+        assert!(matches!(
+            h(json!({"alg": "none"})),
+            Err(InboundError::Algorithm)
+        ));
+        assert!(matches!(
+            h(json!({"alg": "HS256"})),
+            Err(InboundError::Algorithm)
+        ));
         assert!(h(json!({"alg": "RS256", "crit": ["exp"]})).is_err());
         assert!(h(json!({"alg": "RS256", "cty": "JWT"})).is_err());
         assert!(h(json!({"alg": "RS256", "kid": 5})).is_err());

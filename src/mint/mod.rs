@@ -10,7 +10,7 @@ pub mod verify;
 
 use std::sync::Arc;
 
-use serde_json::json;
+use sts_jose::JwkSet;
 
 pub use algorithm::SigningAlgorithm;
 pub use keys::{KeyChange, SigningKeys};
@@ -34,8 +34,10 @@ pub struct KeyRing {
 impl KeyRing {
     /// A ring signing with `active` and publishing `published` (which holds `active`).
     pub fn new(active: Arc<SigningKey>, published: Vec<Arc<SigningKey>>) -> Self {
-        let doc = json!({ "keys": published.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() });
-        let jwks = bytes::Bytes::from(doc.to_string());
+        let doc = JwkSet {
+            keys: published.iter().map(|k| k.jwk.clone()).collect(),
+        };
+        let jwks = bytes::Bytes::from(serde_json::to_vec(&doc).expect("a JWKS serialises"));
         let etag = etag_of(&jwks);
         Self {
             active,

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::KeyRing;
-use crate::inbound::jws;
+use crate::jose::jws;
 
 /// Leeway for the broker's own `nbf`/`exp` when it accepts its tokens as credentials (its
 /// replicas' clocks may differ a little). Introspection answers with none: the broker is the

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use sts_jose::cache::KeySource;
+
 use super::document::IssuerDoc;
-use crate::jose::InboundAlg;
+use crate::jose::{Algorithm, alg};
 
 /// Default ceiling on an inbound token's `exp - iat`.
 pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -17,8 +19,8 @@ pub struct Issuer {
     pub url: String,
     /// Accepted inbound `aud` values.
     pub audiences: Vec<String>,
-    /// Accepted inbound algorithms.
-    pub algorithms: Vec<InboundAlg>,
+    /// Accepted inbound algorithms (never `none` or HMAC).
+    pub algorithms: Vec<Algorithm>,
     /// Prefix of issued subjects.
     pub subject_prefix: String,
     /// Anyone can get a token from it: policies must pin an owner.
@@ -29,6 +31,9 @@ pub struct Issuer {
     pub max_token_lifetime: Duration,
     /// Explicit JWKS URL (skips discovery).
     pub jwks_url: Option<String>,
+    /// What determines its keys (`url`, `jwks_url`, `algorithms`): the key cache is keyed by
+    /// it, so a changed document means other keys at once.
+    pub key_source: KeySource,
     /// The document it was built from.
     pub doc: IssuerDoc,
 }
@@ -57,12 +62,12 @@ impl Issuer {
             );
         }
         let algorithms = match &doc.algorithms {
-            None => vec![InboundAlg::RS256, InboundAlg::ES256],
+            None => vec![Algorithm::RS256, Algorithm::ES256],
             Some(list) if list.is_empty() => return err("algorithms", "may not be empty".into()),
             Some(list) => {
                 let mut algs = Vec::new();
                 for name in list {
-                    match InboundAlg::parse(name) {
+                    match alg::parse(name) {
                         Some(a) => algs.push(a),
                         None => {
                             return err(
@@ -93,6 +98,11 @@ impl Issuer {
             name: doc.name.clone(),
             url: doc.url.clone(),
             audiences: doc.audiences.clone(),
+            key_source: KeySource {
+                issuer: doc.url.clone(),
+                jwks_url: doc.jwks_url.clone(),
+                algorithms: algorithms.clone(),
+            },
             algorithms,
             subject_prefix,
             shared: doc.shared,

@@ -197,3 +197,37 @@ async fn explain_prints_each_check_and_exits_by_decision() {
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
+
+/// A refetch cooldown that a hung fetch could outlast is refused before anything starts.
+#[tokio::test]
+async fn serve_refuses_a_cooldown_not_longer_than_the_upstream_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .arg("serve")
+        .env_remove("STS_BROKER_CONFIG")
+        .env("STS_BROKER_LISTEN", "127.0.0.1:0")
+        .env(
+            "STS_BROKER_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("db").display()),
+        )
+        .env("STS_BROKER_JWKS_REFETCH_COOLDOWN", "5s")
+        .env("STS_BROKER_UPSTREAM_TIMEOUT", "5s")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("serve started with an invalid configuration");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("jwks_refetch_cooldown"), "{stderr}");
+}

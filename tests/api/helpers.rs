@@ -37,6 +37,9 @@ pub enum Mode {
     Garbage,
     /// Answers every request with a redirect to this URL.
     Redirect(String),
+    /// Serves discovery and JWKS, each this much later (a slow or, with a long delay, hung
+    /// issuer). Requests are counted when they arrive.
+    Delay(std::time::Duration),
 }
 
 /// A fake OIDC issuer: its own keys, discovery and JWKS, counting what it serves.
@@ -236,7 +239,7 @@ impl FakeIdp {
 /// Misbehaviour shared by both routes, if any.
 fn misbehave(state: &IdpState) -> Option<HttpResponse> {
     match state.mode.read().unwrap().clone() {
-        Mode::Normal => None,
+        Mode::Normal | Mode::Delay(_) => None,
         Mode::Status(code) => {
             Some(HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap()).finish())
         }
@@ -253,8 +256,17 @@ fn misbehave(state: &IdpState) -> Option<HttpResponse> {
     }
 }
 
+/// Waits as `Mode::Delay` says.
+async fn delay(state: &IdpState) {
+    let mode = state.mode.read().unwrap().clone();
+    if let Mode::Delay(d) = mode {
+        tokio::time::sleep(d).await;
+    }
+}
+
 async fn discovery(state: web::Data<IdpState>) -> HttpResponse {
     state.discovery_hits.fetch_add(1, Ordering::SeqCst);
+    delay(&state).await;
     if let Some(response) = misbehave(&state) {
         return response;
     }
@@ -266,6 +278,7 @@ async fn discovery(state: web::Data<IdpState>) -> HttpResponse {
 
 async fn jwks_route(state: web::Data<IdpState>) -> HttpResponse {
     state.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    delay(&state).await;
     if let Some(response) = misbehave(&state) {
         return response;
     }
@@ -482,6 +495,20 @@ impl TestApp {
             })
             .collect()
     }
+}
+
+/// Polls `done` until it holds, for at most a generous ten seconds; returns whether it did.
+/// For what happens behind an answer (a background refresh): assert on the outcome, never
+/// on how soon it came.
+pub async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while !done() {
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    true
 }
 
 pub fn form(params: &[(&str, &str)]) -> String {

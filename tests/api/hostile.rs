@@ -310,7 +310,9 @@ async fn unregistered_issuers_are_never_fetched() {
 async fn unknown_kids_refetch_at_most_once_per_cooldown() {
     let app = spawn_app_with(|c| {
         c.jwks_refetch_cooldown =
-            sts_broker::config::HumanDuration(std::time::Duration::from_secs(1))
+            sts_broker::config::HumanDuration(std::time::Duration::from_secs(1));
+        c.upstream_timeout =
+            sts_broker::config::HumanDuration(std::time::Duration::from_millis(800));
     })
     .await;
     assert_eq!(

@@ -12,6 +12,7 @@ mod fuzz;
 mod hardening;
 mod helpers;
 mod hostile;
+mod issuer_keys;
 mod journal;
 mod keys;
 mod logging;

@@ -1,7 +1,5 @@
 //! The signature algorithms the broker signs with, and nothing else.
 
-use aws_lc_rs::signature::{self, VerificationAlgorithm};
-
 /// A JOSE `alg` this crate verifies. `none` and the HMAC family are absent on purpose: the
 /// broker never uses them, and an HMAC keyed with a public key proves nothing
 /// (CVE-2017-11424, CVE-2022-29217).
@@ -33,14 +31,18 @@ impl Algorithm {
         }
     }
 
-    /// The aws-lc-rs verification algorithm. ECDSA uses the fixed-size `r || s` form that
-    /// JWS signatures have (RFC 7518 §3.4), not DER.
-    pub(crate) fn verification(self) -> &'static dyn VerificationAlgorithm {
+    /// The same algorithm in the JOSE core.
+    pub(crate) fn jose(self) -> sts_jose::Algorithm {
         match self {
-            Self::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
-            Self::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-            Self::EdDSA => &signature::ED25519,
+            Self::ES256 => sts_jose::Algorithm::ES256,
+            Self::RS256 => sts_jose::Algorithm::RS256,
+            Self::EdDSA => sts_jose::Algorithm::EdDSA,
         }
+    }
+
+    /// The algorithm of the core's name, if this crate verifies it.
+    pub(crate) fn of(alg: sts_jose::Algorithm) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.jose() == alg)
     }
 }
 

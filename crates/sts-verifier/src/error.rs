@@ -68,7 +68,8 @@ pub enum InvalidToken {
     /// No `kid` in the header.
     #[error("the token has no kid")]
     MissingKid,
-    /// No published key has this `kid`.
+    /// No published key has this `kid` (or the broker publishes it more than once, so it
+    /// names no key).
     #[error("no published key matches the token's kid")]
     UnknownKey,
     /// The key with this `kid` is for another algorithm.
@@ -97,24 +98,8 @@ pub enum InvalidToken {
     Claim(&'static str),
 }
 
-/// Why the broker's keys could not be fetched.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum FetchError {
-    /// Connection, timeout, status or size failure.
-    #[error("{url}: {reason}")]
-    Http {
-        /// What was fetched.
-        url: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A document is not what it must be.
-    #[error("{0}")]
-    Invalid(String),
-    /// A recent fetch failed and the cooldown has not passed.
-    #[error("the last key fetch failed moments ago")]
-    CoolingDown,
-}
+/// Why the broker's keys could not be fetched (the JOSE core's fetch error).
+pub use sts_jose::fetch::FetchError;
 
 /// Why a [`Verifier`](crate::Verifier) could not be built.
 #[derive(Debug, thiserror::Error)]

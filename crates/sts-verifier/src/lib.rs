@@ -31,11 +31,8 @@
 #[cfg(feature = "actix")]
 pub mod actix;
 mod alg;
-mod cache;
 mod claims;
 mod error;
-mod fetch;
-mod jwk;
 mod jws;
 #[cfg(test)]
 mod test_keys;

@@ -4,12 +4,12 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::Url;
+use sts_jose::cache::{CachePolicy, Discovery, KeyCache, KeySource, Refresh};
+use sts_jose::fetch::Fetcher;
+use sts_jose::jwks::{KeySet, Lookup};
 
-use crate::cache::{CachePolicy, KeyCache};
 use crate::claims::{Claims, Rules};
 use crate::error::{BuildError, InvalidToken, VerifyError};
-use crate::fetch::Fetcher;
-use crate::jwk::{KeySet, Lookup};
 use crate::{Algorithm, jws};
 
 /// Verifies the broker's access tokens offline, with keys from its discovery document.
@@ -42,12 +42,13 @@ impl Verifier {
     /// every required scope.
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
         let jws = jws::decode(token, &self.algorithms)?;
+        let (alg, kid) = (jws.alg.jose(), jws.kid.as_str());
         let keys = self
             .keys
-            .keys_for(&jws.kid)
+            .keys(|set| set.has(alg, Some(kid)))
             .await
-            .map_err(VerifyError::KeysUnavailable)?;
-        self.check(jws, &keys, unix_now())
+            .map_err(|e| VerifyError::KeysUnavailable(e.error))?;
+        self.check(jws, &keys, sts_jose::unix_now())
     }
 
     /// The audience tokens must name.
@@ -62,11 +63,15 @@ impl Verifier {
 
     /// Signature, then claims: nothing in the payload is believed before the key has spoken.
     fn check(&self, jws: jws::Jws<'_>, keys: &KeySet, now: i64) -> Result<Claims, VerifyError> {
-        let key = match keys.find(&jws.kid, jws.alg) {
+        let key = match keys.find(jws.alg.jose(), Some(&jws.kid)) {
             Lookup::Found(key) => key,
             // The header's alg must be the key's own: a token never chooses how its key is used.
             Lookup::WrongAlgorithm => return Err(InvalidToken::KeyMismatch.into()),
-            Lookup::Unknown => return Err(InvalidToken::UnknownKey.into()),
+            // A kid the broker publishes twice names no key: it is not this verifier's place
+            // to guess which one the broker meant.
+            Lookup::UnknownKid | Lookup::DuplicateKid | Lookup::Ambiguous => {
+                return Err(InvalidToken::UnknownKey.into());
+            }
         };
         if !key.verify(jws.signing_input.as_bytes(), &jws.signature) {
             return Err(InvalidToken::Signature.into());
@@ -128,7 +133,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// Connect and whole-request timeout for discovery and JWKS fetches (default 10 s).
+    /// Deadline of one key fetch, discovery and JWKS together (also each request's connect
+    /// and whole-request timeout; default 10 s).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
         self
@@ -139,10 +145,23 @@ impl VerifierBuilder {
     pub fn build(self) -> Result<Verifier, BuildError> {
         check_issuer(&self.issuer)?;
         let audience = self.audience.ok_or(BuildError::NoAudience)?;
-        let fetcher = Fetcher::new(self.http_timeout)?;
+        let fetcher = Fetcher::new(
+            self.http_timeout,
+            concat!("sts-verifier/", env!("CARGO_PKG_VERSION")),
+        )?;
+        // The broker's keys do not move: discovery runs once. A refresh is the caller's to
+        // wait for, falling back to the stale keys when it fails.
         let policy = CachePolicy {
             cooldown: self.refetch_cooldown,
             default_ttl: self.default_cache_ttl,
+            deadline: self.http_timeout,
+            refresh: Refresh::Inline,
+            discovery: Discovery::Remembered,
+        };
+        let source = KeySource {
+            issuer: self.issuer.clone(),
+            jwks_url: None,
+            algorithms: self.algorithms.iter().map(|a| a.jose()).collect(),
         };
         Ok(Verifier {
             rules: Rules {
@@ -152,7 +171,7 @@ impl VerifierBuilder {
                 leeway: i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX),
             },
             algorithms: self.algorithms,
-            keys: KeyCache::new(self.issuer, fetcher, policy),
+            keys: KeyCache::new(source, fetcher, policy, None),
         })
     }
 }
@@ -176,12 +195,6 @@ fn check_issuer(issuer: &str) -> Result<(), BuildError> {
     } else {
         Err(bad())
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -213,7 +226,7 @@ mod tests {
     /// Runs the offline part of `verify` against `keys` at `NOW`.
     fn check(verifier: &Verifier, token: &str, keys: &[&TestKey]) -> Result<Claims, VerifyError> {
         let jwks = json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()});
-        let keys = KeySet::from_jwks(&jwks).unwrap();
+        let keys = KeySet::from_jwks(&jwks, &Algorithm::ALL.map(Algorithm::jose)).unwrap();
         verifier.check(jws::decode(token, &verifier.algorithms)?, &keys, NOW)
     }
 

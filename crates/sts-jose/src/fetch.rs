@@ -1,108 +1,74 @@
-//! Fetching the broker's discovery document and JWKS: timeouts, no redirects, a size cap.
+//! The capped fetch: one GET of a JSON document with a timeout, no redirects, no proxy, a
+//! size cap, its `Cache-Control: max-age` and its entity tag, and `If-None-Match`.
 
 use std::time::Duration;
 
-use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
-use reqwest::{StatusCode, Url};
-use serde_json::Value;
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH};
+use serde_json::{Map, Value};
 
-use crate::error::FetchError;
+use crate::json;
 
-/// Discovery and JWKS bodies larger than this are refused (the broker's are about 1 KiB).
-const MAX_BODY_BYTES: usize = 256 * 1024;
-/// Longer entity tags are not kept (the broker's are 66 bytes).
+/// Discovery and JWKS bodies larger than this are refused (real ones are a few KiB).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Longer entity tags are not kept.
 const MAX_ETAG_BYTES: usize = 256;
 
-/// A JWKS response.
-#[derive(Debug)]
-pub(crate) enum Jwks {
-    /// A document, with its freshness and entity tag.
-    Document {
-        doc: Value,
-        max_age: Option<Duration>,
-        etag: Option<String>,
+/// Why a document could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// Connection, timeout, status or size failure.
+    #[error("{url}: {reason}")]
+    Http {
+        /// What was fetched.
+        url: String,
+        /// What went wrong.
+        reason: String,
     },
-    /// 304: the keys cached under the entity tag sent are still current, for `max_age`.
-    NotModified { max_age: Option<Duration> },
+    /// A document is not what it must be.
+    #[error("{0}")]
+    Invalid(String),
+    /// A recent fetch failed and the cooldown has not passed.
+    #[error("the last key fetch failed moments ago")]
+    CoolingDown,
 }
 
-/// One GET: the JSON body (none on a 304), its `max-age` and its entity tag.
-struct Response {
-    body: Option<Value>,
-    max_age: Option<Duration>,
-    etag: Option<String>,
+/// One response: the JSON object (none on a 304), its `max-age` and its entity tag.
+#[derive(Debug)]
+pub struct Response {
+    /// The document; `None` when a conditional request was answered 304.
+    pub body: Option<Map<String, Value>>,
+    /// `Cache-Control: max-age`, when sent (`no-store`/`no-cache` mean zero).
+    pub max_age: Option<Duration>,
+    /// One well-formed entity tag, when sent.
+    pub etag: Option<String>,
 }
 
-/// The HTTP side of key fetching.
+/// The HTTP client for discovery and JWKS documents.
 #[derive(Debug, Clone)]
-pub(crate) struct Fetcher {
+pub struct Fetcher {
     client: reqwest::Client,
 }
 
 impl Fetcher {
-    /// A client with `timeout` on connecting and on each whole request. Redirects are never
-    /// followed and environment proxies are not used: the keys must come from the broker's
-    /// own origin, by the route the operator configured.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// A client with `timeout` on connecting and on each request, sending `user_agent`.
+    /// Redirects are never followed (a document that redirects could send the fetch
+    /// anywhere) and environment proxies are not used: keys come by the route the operator
+    /// configured, from the origin that was registered.
+    pub fn new(timeout: Duration, user_agent: &str) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout)
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .user_agent(concat!("sts-verifier/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent)
             .build()?;
         Ok(Self { client })
     }
 
-    /// The `jwks_uri` from `{issuer}/.well-known/openid-configuration`; `issuer` is the
-    /// configured string, already checked to be an http(s) URL.
-    pub async fn discover(&self, issuer: &str) -> Result<Url, FetchError> {
-        let discovery_url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let doc = self
-            .get_json(&discovery_url, None)
-            .await?
-            .body
-            .unwrap_or_default();
-        let invalid = |why: &str| FetchError::Invalid(format!("{discovery_url}: {why}"));
-        // OIDC Discovery §4.3: the document must be about exactly the issuer we asked for,
-        // or a compromised or mistaken host could vouch for keys of another issuer.
-        if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-            return Err(invalid("names another issuer"));
-        }
-        let jwks_uri = doc
-            .get("jwks_uri")
-            .and_then(Value::as_str)
-            .and_then(|u| Url::parse(u).ok())
-            .ok_or_else(|| invalid("has no valid jwks_uri"))?;
-        // The keys must live where the issuer lives: same scheme, host and port.
-        let issuer_origin = Url::parse(issuer).map(|u| u.origin());
-        if issuer_origin.ok() != Some(jwks_uri.origin()) {
-            return Err(invalid("jwks_uri is not on the issuer's origin"));
-        }
-        Ok(jwks_uri)
-    }
-
-    /// The JWKS document, or, when `etag` (of the keys already held) still matches, word
-    /// that they are current: revalidation costs the broker no body and the verifier no
-    /// key parsing.
-    pub async fn jwks(&self, jwks_uri: &Url, etag: Option<&str>) -> Result<Jwks, FetchError> {
-        let response = self.get_json(jwks_uri.as_str(), etag).await?;
-        Ok(match response.body {
-            Some(doc) => Jwks::Document {
-                doc,
-                max_age: response.max_age,
-                etag: response.etag,
-            },
-            None => Jwks::NotModified {
-                max_age: response.max_age,
-            },
-        })
-    }
-
-    async fn get_json(
+    /// GETs `url` as a JSON object with unique members (at any depth, as tokens). With
+    /// `if_none_match`, a 304 answers `body: None`.
+    pub async fn get_json(
         &self,
         url: &str,
         if_none_match: Option<&str>,
@@ -123,7 +89,7 @@ impl Fetcher {
             response
                 .headers()
                 .get(name)
-                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .and_then(|v: &HeaderValue| v.to_str().ok())
         };
         let max_age = header(CACHE_CONTROL).and_then(parse_max_age);
         let etag = header(ETAG).and_then(entity_tag).map(str::to_owned);
@@ -138,6 +104,12 @@ impl Fetcher {
         if !response.status().is_success() {
             return Err(http(format!("status {}", response.status())));
         }
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(http("body too large".into()));
+        }
         // Read chunk by chunk so a huge or endless body is cut off at the cap, whatever its
         // Content-Length says.
         let mut body = Vec::new();
@@ -151,9 +123,9 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        let json = serde_json::from_slice(&body).map_err(|_| http("body is not JSON".into()))?;
+        let doc = json::object(&body).map_err(|e| http(format!("body: {e}")))?;
         Ok(Response {
-            body: Some(json),
+            body: Some(doc),
             max_age,
             etag,
         })
@@ -163,7 +135,7 @@ impl Fetcher {
 /// `value` when it is one well-formed entity tag (`"…"` or `W/"…"`, RFC 9110 §8.8.3) of
 /// bounded length. Anything else is not kept: sent back as `If-None-Match`, `*` matches every
 /// representation, so a server that once said `ETag: *` would have its keys renewed by 304s
-/// whatever the broker publishes later.
+/// whatever it publishes later.
 fn entity_tag(value: &str) -> Option<&str> {
     let opaque = value.strip_prefix("W/").unwrap_or(value);
     let inner = opaque.strip_prefix('"')?.strip_suffix('"')?;
@@ -172,7 +144,7 @@ fn entity_tag(value: &str) -> Option<&str> {
 }
 
 /// `max-age=N` from a Cache-Control value; `no-store` and `no-cache` mean zero.
-fn parse_max_age(value: &str) -> Option<Duration> {
+pub fn parse_max_age(value: &str) -> Option<Duration> {
     value.split(',').map(str::trim).find_map(|directive| {
         if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
         {
@@ -221,6 +193,7 @@ mod tests {
         assert_eq!(secs("public, max-age=300"), Some(300));
         assert_eq!(secs("Max-Age=\"60\""), Some(60));
         assert_eq!(secs("no-store"), Some(0));
+        assert_eq!(secs("no-cache"), Some(0));
         assert_eq!(secs("public"), None);
         assert_eq!(secs("max-age=abc"), None);
         assert_eq!(secs("s-maxage=5"), None);

@@ -47,13 +47,17 @@ pub struct Launch {
     pub bin: PathBuf,
     /// Lines added to its configuration file.
     pub extra_config: String,
+    /// Its database (default: SQLite in its folder).
+    pub database_url: Option<String>,
 }
 
-/// CPU time and memory of a process at one moment.
+/// CPU time, memory and disk writes of a process at one moment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
     /// User + system CPU time so far.
     pub cpu: Duration,
+    /// Bytes written to storage so far.
+    pub write_bytes: u64,
     /// Resident KiB.
     pub rss_kib: u64,
     /// Peak resident KiB.
@@ -77,9 +81,26 @@ impl Child {
         let (rss_kib, peak_kib) = crate::procfs::rss_kib(pid).unwrap_or_default();
         Usage {
             cpu: crate::procfs::cpu_time(pid).unwrap_or_default(),
+            write_bytes: crate::procfs::write_bytes(pid).unwrap_or_default(),
             rss_kib,
             peak_kib,
         }
+    }
+
+    /// Group commits of audit records so far and the records in them, from its metrics.
+    pub async fn audit_commits(&self) -> Option<(f64, f64)> {
+        let (status, body) = load::get_with_bearer(self.addr, "/metrics", BENCH_TOKEN).await?;
+        if status != 200 {
+            return None;
+        }
+        let value = |name: &str| -> Option<f64> {
+            let line = body.lines().find(|l| l.starts_with(name))?;
+            line.rsplit(' ').next()?.parse().ok()
+        };
+        Some((
+            value("sts_audit_batch_size_count")?,
+            value("sts_audit_batch_size_sum")?,
+        ))
     }
 
     /// The last lines of its log, to explain a failure.
@@ -94,6 +115,9 @@ impl Drop for Child {
         let _ = self.process.wait();
     }
 }
+
+/// The bearer the bench's brokers take for `/metrics` and the admin API.
+pub const BENCH_TOKEN: &str = "bench-admin-token-0123456789";
 
 /// Writes the broker's config and policies under `dir/name` and starts it.
 pub async fn start_broker(
@@ -115,7 +139,7 @@ pub async fn start_broker(
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\n\
-             database_url = \"sqlite://{db}\"\n\
+             database_url = \"{db}\"\n\
              policies_dir = \"{policies}\"\n\
              signing_algorithm = \"{alg}\"\n\
              key_encryption_key = \"{kek}\"\n\
@@ -123,10 +147,15 @@ pub async fn start_broker(
              rate_limit_per_client = \"0\"\n\
              rate_limit_per_subject = \"0\"\n\
              max_connections_per_client = 0\n\
+             admin_token = \"{token}\"\n\
              log_format = \"json\"\n{extra}",
-            db = home.join("broker.db").display(),
+            db = launch
+                .database_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", home.join("broker.db").display())),
             policies = policies.display(),
             kek = random_kek(),
+            token = BENCH_TOKEN,
             extra = launch.extra_config,
         ),
     )?;
@@ -192,6 +221,72 @@ async fn spawn(mut command: Command, log: &Path, port: u16, probe: &str) -> anyh
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A PostgreSQL database of the bench's own on the server at `server` (a URL naming any
+/// database there), dropped when this is.
+pub struct PostgresDb {
+    server: String,
+    name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl PostgresDb {
+    /// Creates `sts_bench_<pid>_<n>` with `psql`; `None` (said on stderr) when that fails.
+    pub fn create(server: &str, n: usize) -> Option<Self> {
+        let name = format!("sts_bench_{}_{n}", std::process::id());
+        let made = Command::new("psql")
+            .args(["-X", "-q", server, "-c", &format!("CREATE DATABASE {name}")])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !made {
+            eprintln!(
+                "bench: cannot create a PostgreSQL database on {server}; PostgreSQL rows skipped"
+            );
+            return None;
+        }
+        let mut url = url_with_database(server, &name);
+        url.push_str(if url.contains('?') { "&" } else { "?" });
+        url.push_str("sslmode=disable");
+        Some(Self {
+            server: server.to_owned(),
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for PostgresDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                &self.server,
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .status();
+    }
+}
+
+/// `server` with its database (the URL's path) replaced by `name`.
+fn url_with_database(server: &str, name: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (server, None),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let path_at = base[authority_end..]
+        .find('/')
+        .map_or(base.len(), |i| authority_end + i);
+    let mut url = format!("{}/{name}", &base[..path_at]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
 }
 
 /// A loopback port nobody listens on right now.

@@ -30,6 +30,7 @@ struct Keys {
     signing: EcdsaKeyPair,
     rng: SystemRandom,
     audit: Option<AuditWriter>,
+    metrics: Arc<sts_broker::metrics::Metrics>,
 }
 
 /// Serves `POST /token` and `GET /healthz` on `port` until killed; with `audit_dir`, every
@@ -47,8 +48,9 @@ pub async fn serve(port: u16, audit_dir: Option<&Path>) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("ES256 key: {e}"))?;
     let signing = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
         .map_err(|e| anyhow::anyhow!("ES256 key: {e}"))?;
+    let metrics = Arc::new(sts_broker::metrics::Metrics::new());
     let audit = match audit_dir {
-        Some(dir) => Some(audit_writer(dir).await?),
+        Some(dir) => Some(audit_writer(dir, metrics.clone()).await?),
         None => None,
     };
     let keys = web::Data::new(Keys {
@@ -56,6 +58,7 @@ pub async fn serve(port: u16, audit_dir: Option<&Path>) -> anyhow::Result<()> {
         signing,
         rng,
         audit,
+        metrics,
     });
     let listener = TcpListener::bind(("127.0.0.1", port)).context("binding the ideal handler")?;
     HttpServer::new(move || {
@@ -63,6 +66,7 @@ pub async fn serve(port: u16, audit_dir: Option<&Path>) -> anyhow::Result<()> {
             .app_data(keys.clone())
             .route("/token", web::post().to(token))
             .route("/healthz", web::get().to(HttpResponse::Ok))
+            .route("/metrics", web::get().to(metrics_page))
     })
     .listen(listener)?
     .run()
@@ -71,12 +75,14 @@ pub async fn serve(port: u16, audit_dir: Option<&Path>) -> anyhow::Result<()> {
 }
 
 /// The broker's audit trail, as `serve` opens it by default: journal (fsync) and SQLite index.
-async fn audit_writer(dir: &Path) -> anyhow::Result<AuditWriter> {
+async fn audit_writer(
+    dir: &Path,
+    metrics: Arc<sts_broker::metrics::Metrics>,
+) -> anyhow::Result<AuditWriter> {
     let url = format!("sqlite://{}?mode=rwc", dir.join("audit.db").display());
     let store = sts_broker::storage::connect(&url)
         .await
         .context("opening the audit database")?;
-    let metrics = Arc::new(sts_broker::metrics::Metrics::new());
     let options = sts_broker::trail::TrailOptions {
         journal: Some(sts_broker::journal::JournalOptions {
             dir: dir.join("audit-journal"),
@@ -89,6 +95,11 @@ async fn audit_writer(dir: &Path) -> anyhow::Result<AuditWriter> {
         .await
         .context("starting the audit trail")?;
     Ok(writer)
+}
+
+/// The audit writer's counters, as the broker exports them.
+async fn metrics_page(keys: web::Data<Keys>) -> HttpResponse {
+    HttpResponse::Ok().body(keys.metrics.render())
 }
 
 async fn token(body: web::Bytes, keys: web::Data<Keys>) -> HttpResponse {

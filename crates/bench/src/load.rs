@@ -176,6 +176,55 @@ pub async fn single(addr: SocketAddr, request: &[u8]) -> Result<Duration, String
     Ok(t0.elapsed())
 }
 
+/// One request on a new connection; the `X-Request-Id` of its (checked) answer.
+pub async fn single_with_id(addr: SocketAddr, request: &[u8]) -> Result<String, String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .write_all(request)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut conn = Conn {
+        stream,
+        buf: Vec::with_capacity(4096),
+    };
+    let head_end = loop {
+        if let Some(at) = find(&conn.buf, b"\r\n\r\n") {
+            break at + 4;
+        }
+        read_more(&mut conn).await?;
+    };
+    let head = String::from_utf8_lossy(&conn.buf[..head_end]).into_owned();
+    if head.get(9..12) != Some("200") {
+        return Err(format!("status {}", head.get(9..12).unwrap_or("???")));
+    }
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("x-request-id")
+                .then(|| value.trim().to_owned())
+        })
+        .ok_or_else(|| "no X-Request-Id".into())
+}
+
+/// `GET path` with a bearer; the status and body, when something answered.
+pub async fn get_with_bearer(addr: SocketAddr, path: &str, bearer: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.ok()?;
+    let status = std::str::from_utf8(answer.get(9..12)?).ok()?.parse().ok()?;
+    let body_at = find(&answer, b"\r\n\r\n")? + 4;
+    Some((
+        status,
+        String::from_utf8_lossy(&answer[body_at..]).into_owned(),
+    ))
+}
+
 /// `GET path`; the status, when something answered.
 pub async fn get_status(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(addr).await.ok()?;

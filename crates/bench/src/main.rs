@@ -55,6 +55,10 @@ pub struct Args {
     /// The `sts-broker` binary (default: beside this one, built first when run by cargo).
     #[arg(long)]
     pub broker_bin: Option<PathBuf>,
+    /// A PostgreSQL server (URL of any database on it; default `TEST_DATABASE_URL`) for the
+    /// PostgreSQL rows; the bench makes and drops databases of its own there.
+    #[arg(long)]
+    pub postgres: Option<String>,
     /// Internal: serve the ideal handler on this port.
     #[arg(long, hide = true)]
     pub ideal_server: Option<u16>,

@@ -26,6 +26,19 @@ pub struct Row {
     pub first_error: Option<String>,
     /// Throughput as a fraction of the ideal handler's (peak rows only).
     pub vs_ideal: Option<f64>,
+    /// What making audit records durable cost, where the process reports its commits.
+    pub durability: Option<Durability>,
+}
+
+/// The disk side of one phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Durability {
+    /// Bytes the process wrote to storage per successful exchange.
+    pub disk_bytes: f64,
+    /// Group commits (journal appends or database transactions) per second.
+    pub commits_per_s: f64,
+    /// Records per group commit.
+    pub records_per_commit: f64,
 }
 
 /// The first exchanges after one process started.
@@ -56,6 +69,8 @@ pub struct Table {
     pub targets: Vec<(String, String, Option<bool>)>,
     /// Load generator CPU per request, microseconds (its own overhead).
     pub client_cpu_us: Vec<f64>,
+    /// The worst delay from an answer to its record in the audit list, and the samples.
+    pub index_lag: Option<(Duration, usize)>,
 }
 
 impl Table {
@@ -100,6 +115,19 @@ impl Table {
                 r.vs_ideal
                     .map_or("—".to_owned(), |v| format!("{:.0}%", v * 100.0)),
             );
+        }
+        out.push_str(
+            "\n| durable audit | disk bytes/exchange | group commits/s | records/commit |\n\
+             |---|---:|---:|---:|\n",
+        );
+        for r in &self.rows {
+            if let Some(d) = r.durability {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.0} | {:.0} | {:.1} |",
+                    r.variant, d.disk_bytes, d.commits_per_s, d.records_per_commit
+                );
+            }
         }
         out.push_str(
             "\n| cold path | start → ready ms | first exchange ms | second exchange ms | issuer fetches |\n\

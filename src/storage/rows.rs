@@ -204,19 +204,31 @@ fn parse_json(column: &str, text: &str) -> Result<Value, StorageError> {
     serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
 }
 
+/// The columns both databases decode the same way; `json`, `opt_json` and `flag` are each
+/// database's own.
+macro_rules! common_columns {
+    () => {
+        fn text(&self, column: &str) -> Result<String, StorageError> {
+            get(self, column)
+        }
+        fn opt_text(&self, column: &str) -> Result<Option<String>, StorageError> {
+            get(self, column)
+        }
+        fn int(&self, column: &str) -> Result<i64, StorageError> {
+            get(self, column)
+        }
+        fn opt_int(&self, column: &str) -> Result<Option<i64>, StorageError> {
+            get(self, column)
+        }
+        fn bytes(&self, column: &str) -> Result<Vec<u8>, StorageError> {
+            get(self, column)
+        }
+    };
+}
+
+/// SQLite keeps JSON as `TEXT` and flags as `INTEGER`.
 impl Columns for sqlx::sqlite::SqliteRow {
-    fn text(&self, column: &str) -> Result<String, StorageError> {
-        get(self, column)
-    }
-    fn opt_text(&self, column: &str) -> Result<Option<String>, StorageError> {
-        get(self, column)
-    }
-    fn int(&self, column: &str) -> Result<i64, StorageError> {
-        get(self, column)
-    }
-    fn opt_int(&self, column: &str) -> Result<Option<i64>, StorageError> {
-        get(self, column)
-    }
+    common_columns!();
     fn json(&self, column: &str) -> Result<Value, StorageError> {
         parse_json(column, &self.text(column)?)
     }
@@ -228,24 +240,11 @@ impl Columns for sqlx::sqlite::SqliteRow {
     fn flag(&self, column: &str) -> Result<bool, StorageError> {
         Ok(self.int(column)? != 0)
     }
-    fn bytes(&self, column: &str) -> Result<Vec<u8>, StorageError> {
-        get(self, column)
-    }
 }
 
+/// PostgreSQL has `jsonb` and `boolean`.
 impl Columns for sqlx::postgres::PgRow {
-    fn text(&self, column: &str) -> Result<String, StorageError> {
-        get(self, column)
-    }
-    fn opt_text(&self, column: &str) -> Result<Option<String>, StorageError> {
-        get(self, column)
-    }
-    fn int(&self, column: &str) -> Result<i64, StorageError> {
-        get(self, column)
-    }
-    fn opt_int(&self, column: &str) -> Result<Option<i64>, StorageError> {
-        get(self, column)
-    }
+    common_columns!();
     fn json(&self, column: &str) -> Result<Value, StorageError> {
         get(self, column)
     }
@@ -253,9 +252,6 @@ impl Columns for sqlx::postgres::PgRow {
         get(self, column)
     }
     fn flag(&self, column: &str) -> Result<bool, StorageError> {
-        get(self, column)
-    }
-    fn bytes(&self, column: &str) -> Result<Vec<u8>, StorageError> {
         get(self, column)
     }
 }

@@ -105,6 +105,25 @@ pub async fn restart_broker(dir: &std::path::Path, broker_url: &str) -> Running 
     broker
 }
 
+/// `POST /token` at the broker `url` with a fresh token of `idp`.
+pub async fn exchange_at(
+    client: &reqwest::Client,
+    url: &str,
+    idp: &FakeIdp,
+) -> reqwest::Result<reqwest::Response> {
+    let form = crate::helpers::form(&[
+        ("grant_type", crate::helpers::GRANT),
+        ("subject_token", &idp.token(&idp.claims())),
+        ("subject_token_type", crate::helpers::ID_TOKEN),
+    ]);
+    client
+        .post(format!("{url}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+}
+
 /// The audit records of `request_id` as the admin API of the broker at `url` shows them.
 pub async fn audit_records(url: &str, request_id: &str) -> Vec<serde_json::Value> {
     let response = reqwest::Client::new()
@@ -225,18 +244,7 @@ async fn sigterm_finishes_in_flight_exchanges_and_their_audit() {
             let client = reqwest::Client::new();
             let mut issued = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let form = crate::helpers::form(&[
-                    ("grant_type", crate::helpers::GRANT),
-                    ("subject_token", &idp.token(&idp.claims())),
-                    ("subject_token_type", crate::helpers::ID_TOKEN),
-                ]);
-                let sent = client
-                    .post(format!("{url}/token"))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(form)
-                    .send()
-                    .await;
-                match sent {
+                match exchange_at(&client, &url, &idp).await {
                     Ok(r) if r.status() == 200 => {
                         let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
                         let body: serde_json::Value = r.json().await.unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::end_to_end::{
-    audit_records, restart_broker, start_broker_configured, start_broker_with,
+    audit_records, exchange_at, restart_broker, start_broker_configured, start_broker_with,
 };
 use crate::helpers::{FakeIdp, POLICIES, TestApp, jti_of, spawn_app_on, spawn_app_with};
 use crate::testdb::TestDb;
@@ -333,18 +333,9 @@ async fn kill_9_under_load_loses_no_acknowledged_record() {
                     let client = reqwest::Client::new();
                     let mut issued = Vec::new();
                     while !stop.load(Ordering::SeqCst) {
-                        let form = crate::helpers::form(&[
-                            ("grant_type", crate::helpers::GRANT),
-                            ("subject_token", &idp.token(&idp.claims())),
-                            ("subject_token_type", crate::helpers::ID_TOKEN),
-                        ]);
-                        let sent = client
-                            .post(format!("{url}/token"))
-                            .header("content-type", "application/x-www-form-urlencoded")
-                            .body(form)
-                            .send()
-                            .await;
-                        let Ok(response) = sent else { break };
+                        let Ok(response) = exchange_at(&client, &url, &idp).await else {
+                            break;
+                        };
                         if response.status() != 200 {
                             continue;
                         }
@@ -410,18 +401,7 @@ async fn journal_damage_refuses_to_start_and_a_torn_tail_does_not() {
     let segments = || std::fs::read_dir(&journal).unwrap().count();
     let before = segments();
     while segments() < before + 2 {
-        let form = crate::helpers::form(&[
-            ("grant_type", crate::helpers::GRANT),
-            ("subject_token", &idp.token(&idp.claims())),
-            ("subject_token_type", crate::helpers::ID_TOKEN),
-        ]);
-        let response = client
-            .post(format!("{url}/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .unwrap();
+        let response = exchange_at(&client, &url, &idp).await.unwrap();
         assert_eq!(response.status(), 200);
     }
     broker.0.kill().unwrap();

@@ -14,13 +14,18 @@
 //!     32     …  payload: each record as a u32 length and its bytes, compressed as a whole
 //! ```
 //!
-//! A header of zeros is where the written part of a preallocated segment ends. All integers
-//! are little-endian.
+//! Frames start on page boundaries ([`ALIGN`]); the zeros between one frame's end and the next
+//! page are written with it. A header of zeros is where the written part of a preallocated
+//! segment ends. All integers are little-endian.
 
 use std::ops::Range;
 
 /// Bytes of a frame header.
 pub const HEADER_BYTES: usize = 32;
+/// Every frame starts at a multiple of this (a page). A group's last page is synced with it;
+/// were the next group written into the rest of that page, the page would be written (and
+/// synced) again: padding to the page halves what small groups write.
+pub const ALIGN: u64 = 4096;
 /// Largest payload accepted when reading, compressed or not: a length past this is damage,
 /// not a frame (the writer splits groups long before).
 pub const MAX_PAYLOAD_BYTES: usize = 16 << 20;
@@ -62,6 +67,16 @@ impl Header {
     pub fn frame_len(&self) -> usize {
         HEADER_BYTES + self.payload_len as usize
     }
+
+    /// Where the frame after this one (at `offset`) starts.
+    pub fn next_offset(&self, offset: u64) -> u64 {
+        align_up(offset + self.frame_len() as u64)
+    }
+}
+
+/// `offset` rounded up to [`ALIGN`].
+pub fn align_up(offset: u64) -> u64 {
+    offset.div_ceil(ALIGN) * ALIGN
 }
 
 /// Why bytes are not a frame.

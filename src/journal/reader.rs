@@ -163,7 +163,7 @@ impl Cursor {
             self.next_seq += 1;
         }
         self.prev_crc = Some(header.crc);
-        self.offset += header.frame_len() as u64;
+        self.offset = header.next_offset(self.offset);
         Ok(())
     }
 
@@ -196,7 +196,7 @@ impl Cursor {
             Err(e) => return Err(JournalError::io(&path, e)),
         };
         self.segment = number;
-        self.offset = segment::HEADER_BYTES;
+        self.offset = segment::FRAMES_START;
         self.prev_crc = Some(header.prev_crc).filter(|_| header.prev_end != 0);
         let mut seq = header.first_seq;
         // Skip whole frames before the one that holds `next_seq`.
@@ -220,7 +220,7 @@ impl Cursor {
             }
             seq = frame.header.seqs().end;
             self.prev_crc = Some(frame.header.crc);
-            self.offset += frame.header.frame_len() as u64;
+            self.offset = frame.header.next_offset(self.offset);
         }
         self.file = Some(file);
         Ok(())

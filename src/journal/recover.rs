@@ -81,7 +81,7 @@ fn create(dir: &Path, segment_bytes: u64, first_seq: u64) -> Result<(Shared, Tai
     let tail = Tail {
         file,
         number: 1,
-        offset: segment::HEADER_BYTES,
+        offset: segment::FRAMES_START,
         prev_crc: 0,
         next_seq: first_seq,
     };
@@ -96,7 +96,7 @@ fn unfinished(dir: &Path, number: u32) -> Result<bool, JournalError> {
     }
     let file = File::open(&path).map_err(|e| JournalError::io(&path, e))?;
     let written =
-        last_nonzero(&file, segment::HEADER_BYTES).map_err(|e| JournalError::io(&path, e))?;
+        last_nonzero(&file, segment::FRAMES_START).map_err(|e| JournalError::io(&path, e))?;
     Ok(written.is_none())
 }
 
@@ -139,7 +139,7 @@ fn read_headers(dir: &Path, numbers: &[u32]) -> Result<Vec<SegmentHeader>, Journ
 /// Reads the last segment's frames to their end; cuts a torn tail, refuses damage before it.
 fn scan_tail(dir: &Path, file: File, header: &SegmentHeader) -> Result<Tail, JournalError> {
     let path = segment::path(dir, header.number);
-    let mut offset = segment::HEADER_BYTES;
+    let mut offset = segment::FRAMES_START;
     let mut prev_crc = header.prev_crc;
     let mut next_seq = header.first_seq;
     // Damage, a broken chain or the zeros past the written part all end the scan here.
@@ -153,7 +153,7 @@ fn scan_tail(dir: &Path, file: File, header: &SegmentHeader) -> Result<Tail, Jou
         }
         prev_crc = h.crc;
         next_seq = h.seqs().end;
-        offset += h.frame_len() as u64;
+        offset = h.next_offset(offset);
     }
     let io_err = |e| JournalError::io(&path, e);
     if let Some(last) = last_nonzero(&file, offset).map_err(io_err)? {
@@ -237,7 +237,7 @@ pub(super) fn remove_older(
 /// The newest record time in a sealed segment, from its frame headers.
 fn newest_time(path: &Path, end: u64) -> Result<i64, JournalError> {
     let file = File::open(path).map_err(|e| JournalError::io(path, e))?;
-    let mut offset = segment::HEADER_BYTES;
+    let mut offset = segment::FRAMES_START;
     let mut newest = i64::MIN;
     while offset < end {
         let mut head = [0u8; frame::HEADER_BYTES];
@@ -249,7 +249,7 @@ fn newest_time(path: &Path, end: u64) -> Result<i64, JournalError> {
             reason: e.to_string(),
         })?;
         newest = newest.max(header.max_time);
-        offset += header.frame_len() as u64;
+        offset = header.next_offset(offset);
     }
     Ok(newest)
 }

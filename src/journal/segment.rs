@@ -1,6 +1,6 @@
 //! Segment files: `NNNNNNNNNN.journal`, numbered from 1, each preallocated to its full size
 //! (so a sync writes data, not a growing file's size) and opened by a header that makes it
-//! self-describing:
+//! self-describing (frames start on the page after it):
 //!
 //! ```text
 //! offset  size  field
@@ -23,8 +23,10 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Bytes of a segment header; frames start here.
+/// Bytes of a segment header.
 pub const HEADER_BYTES: u64 = 64;
+/// Where the first frame starts: the page after the header's.
+pub const FRAMES_START: u64 = super::frame::ALIGN;
 const MAGIC: &[u8; 8] = b"STSJRNL1";
 const SUFFIX: &str = ".journal";
 

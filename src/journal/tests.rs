@@ -126,9 +126,9 @@ fn a_torn_tail_is_cut_and_writing_goes_on_after_it() {
 /// Where the written part of a segment ends (the first zero header).
 fn scan_end(path: &Path) -> u64 {
     let file = std::fs::File::open(path).unwrap();
-    let mut offset = segment::HEADER_BYTES;
+    let mut offset = segment::FRAMES_START;
     while let Ok(Some(frame)) = reader::read_frame(&file, offset) {
-        offset += frame.header.frame_len() as u64;
+        offset = frame.header.next_offset(offset);
     }
     offset
 }
@@ -144,7 +144,7 @@ fn damage_before_the_tail_refuses_to_open_and_names_the_file_and_offset() {
     drop(writer);
     let path = last_segment(dir.path());
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_all_at(&[0xFF; 8], segment::HEADER_BYTES + 40)
+    file.write_all_at(&[0xFF; 8], segment::FRAMES_START + 40)
         .unwrap();
     drop(file);
     match open(&options(dir.path(), 32 << 20), 1) {
@@ -154,7 +154,7 @@ fn damage_before_the_tail_refuses_to_open_and_names_the_file_and_offset() {
             ..
         }) => {
             assert_eq!(named, path);
-            assert_eq!(offset, segment::HEADER_BYTES);
+            assert_eq!(offset, segment::FRAMES_START);
         }
         Err(other) => panic!("expected corruption, got {other}"),
         Ok(_) => panic!("a damaged journal opened"),
@@ -171,7 +171,7 @@ fn damage_in_an_older_segment_is_an_error_when_read() {
         .write(true)
         .open(&first)
         .unwrap();
-    file.write_all_at(&[0x5A; 4], segment::HEADER_BYTES + 200)
+    file.write_all_at(&[0x5A; 4], segment::FRAMES_START + 200)
         .unwrap();
     let mut cursor = reader.cursor(1);
     let mut error = None;

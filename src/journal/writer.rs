@@ -175,8 +175,11 @@ impl JournalWriter {
             self.at.prev_crc,
             &mut self.buffer,
         )?;
-        let len = self.buffer.len() as u64;
-        if segment::HEADER_BYTES + len > self.segment_bytes {
+        // Frames start on a page: the zeros up to the next one go out with this write.
+        let padded = frame::align_up(self.buffer.len() as u64);
+        self.buffer.resize(padded as usize, 0);
+        let len = padded;
+        if segment::FRAMES_START + len > self.segment_bytes {
             return Err(io::Error::other(
                 "an audit record group does not fit in a journal segment",
             ));
@@ -287,10 +290,10 @@ impl JournalWriter {
         self.open = Some(Open {
             file,
             number,
-            offset: segment::HEADER_BYTES,
+            offset: segment::FRAMES_START,
         });
         self.at.segment = number;
-        self.at.offset = segment::HEADER_BYTES;
+        self.at.offset = segment::FRAMES_START;
         self.unsynced = 0;
         tracing::debug!(
             segment = number,

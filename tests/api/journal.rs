@@ -436,7 +436,7 @@ async fn journal_damage_refuses_to_start_and_a_torn_tail_does_not() {
         .await
         .unwrap();
     pool.close().await;
-    write_at(&damaged, 64 + 40, &[0x5A; 8]);
+    write_at(&damaged, FRAMES_START + 40, &[0x5A; 8]);
     let output = Command::new(env!("CARGO_BIN_EXE_sts-broker"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -447,23 +447,25 @@ async fn journal_damage_refuses_to_start_and_a_torn_tail_does_not() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let name = damaged.file_name().unwrap().to_str().unwrap();
     assert!(
-        stderr.contains(name) && stderr.contains("offset 64"),
+        stderr.contains(name) && stderr.contains(&format!("offset {FRAMES_START}")),
         "names the file and offset:\n{stderr}"
     );
 }
 
-/// Where the frames of a segment end: the first all-zero frame header after its 64-byte
-/// header.
+/// Where a segment's first frame starts: the page after its header. Frames start on pages.
+const FRAMES_START: u64 = 4096;
+
+/// Where the frames of a segment end: the first all-zero frame header.
 fn written_end(path: &Path) -> u64 {
     let bytes = std::fs::read(path).unwrap();
-    let mut offset = 64usize;
+    let mut offset = FRAMES_START as usize;
     loop {
         let header = &bytes[offset..offset + 32];
         if header.iter().all(|&b| b == 0) {
             return offset as u64;
         }
         let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
-        offset += 32 + len;
+        offset = (offset + 32 + len).div_ceil(4096) * 4096;
     }
 }
 

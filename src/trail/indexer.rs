@@ -1,10 +1,13 @@
 //! Feeding the database's audit index from the journal, off the exchange path, in batches.
 //!
-//! The index remembers how far it has read each journal (its mark, moved in the same
-//! transaction as the rows), so after a crash the records past the mark are indexed once,
-//! and none twice. While the database is unreachable the indexer waits and retries; the
-//! journal keeps every record meanwhile.
+//! The committer hands each group it wrote to the indexer as it is, so records are not read
+//! back and decoded; whatever the hand-off missed (its queue was full, the broker restarted)
+//! is read from the journal files. The index remembers how far it has read each journal (its
+//! mark, moved in the same transaction as the rows), so after a crash the records past the
+//! mark are indexed once, and none twice. While the database is unreachable the indexer
+//! waits and retries; the journal keeps every record meanwhile.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +15,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::audit::AuditEvent;
-use crate::journal::{Cursor, JournalError};
+use crate::journal::{Cursor, JournalError, JournalReader, Position};
 use crate::storage::{IndexEntry, Storage, StorageError};
 
 /// Records per index transaction.
@@ -24,6 +27,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// touched to its WAL in full, and under load one group per transaction wrote ~3 KB per
 /// record where a transaction of a thousand writes ~0.3 KB. Lists lag by about this much.
 const GATHER: Duration = Duration::from_millis(100);
+/// Groups handed over and not yet taken; past this the committer drops hand-offs and the
+/// indexer reads those records from the journal instead.
+pub(super) const HANDOFF_QUEUE: usize = 64;
 /// Waits between tries while the database fails, doubling up to the last.
 const BACKOFF: [Duration; 4] = [
     Duration::from_millis(200),
@@ -51,13 +57,34 @@ pub enum IndexError {
     Storage(#[from] StorageError),
 }
 
-/// Reads the journal from the index's mark on, and indexes what it reads.
+/// What wakes the indexer.
+pub(super) enum Wake {
+    /// A group the committer made durable, as it was written.
+    Written(Written),
+    /// Someone waits for the index to catch up (a lookup by request id).
+    Nudge,
+}
+
+/// A group as the committer wrote it.
+pub(super) struct Written {
+    pub(super) first_seq: u64,
+    pub(super) positions: Vec<Position>,
+    pub(super) events: Vec<AuditEvent>,
+}
+
+/// Indexes the journal from the index's mark on.
 pub(super) struct Indexer {
     store: Arc<dyn Storage>,
     runtime: Handle,
     journal_id: String,
-    cursor: Cursor,
-    /// Read from the journal but not yet indexed (the database failed).
+    reader: JournalReader,
+    /// Reading the journal files, from where the hand-offs did not cover.
+    cursor: Option<Cursor>,
+    /// The next record to index.
+    next_seq: u64,
+    /// Groups handed over, in order, not yet taken.
+    handed: VecDeque<Written>,
+    /// Taken (from hand-offs or files) but not yet indexed (the database failed).
     pending: Vec<IndexEntry>,
     /// The last sequence number indexed, for those who wait for their record.
     indexed: watch::Sender<u64>,
@@ -68,14 +95,18 @@ impl Indexer {
         store: Arc<dyn Storage>,
         runtime: Handle,
         journal_id: String,
-        cursor: Cursor,
+        reader: JournalReader,
+        from_seq: u64,
         indexed: watch::Sender<u64>,
     ) -> Self {
         Self {
             store,
             runtime,
             journal_id,
-            cursor,
+            reader,
+            cursor: None,
+            next_seq: from_seq,
+            handed: VecDeque::new(),
             pending: Vec::new(),
             indexed,
         }
@@ -98,18 +129,21 @@ impl Indexer {
         }
     }
 
-    /// Runs on its own thread for the life of the process, woken by `wake` after each group
-    /// the committer wrote.
-    pub(super) fn run(mut self, wake: flume::Receiver<()>) {
+    /// Runs on its own thread for the life of the process, woken by the committer's
+    /// hand-offs and by lookups that wait.
+    pub(super) fn run(mut self, wake: flume::Receiver<Wake>) {
         let mut failures = 0usize;
         loop {
             if failures == 0 {
-                if let Err(flume::RecvTimeoutError::Disconnected) = wake.recv_timeout(TICK) {
-                    return;
+                match wake.recv_timeout(TICK) {
+                    Ok(first) => self.take(first),
+                    Err(flume::RecvTimeoutError::Timeout) => {}
+                    Err(flume::RecvTimeoutError::Disconnected) => return,
                 }
             } else {
                 std::thread::sleep(BACKOFF[(failures - 1).min(BACKOFF.len() - 1)]);
             }
+            wake.try_iter().for_each(|w| self.take(w));
             match self.step() {
                 Ok(indexed) => {
                     if failures > 0 {
@@ -130,6 +164,12 @@ impl Indexer {
         }
     }
 
+    fn take(&mut self, wake: Wake) {
+        if let Wake::Written(group) = wake {
+            self.handed.push_back(group);
+        }
+    }
+
     /// Indexes until nothing durable is left, or until something fails; how many records.
     fn step(&mut self) -> Result<usize, IndexError> {
         let mut indexed = 0;
@@ -144,12 +184,71 @@ impl Indexer {
         }
     }
 
-    /// Reads the next batch into `pending`; how many records. Records whose segment was
-    /// removed by hand before they were read are reported and passed over: the ones after
-    /// them must still be indexed.
+    /// Takes the next records into `pending` (from hand-offs where they reach the next record,
+    /// else from the journal files); how many.
     fn next_batch(&mut self) -> Result<usize, IndexError> {
+        while self
+            .handed
+            .front()
+            .is_some_and(|g| end_of(g) <= self.next_seq)
+        {
+            self.handed.pop_front();
+        }
+        match self.handed.front() {
+            Some(group) if group.first_seq <= self.next_seq => self.take_handed(),
+            // A gap before the next hand-off (or none): read it from the journal.
+            Some(group) => {
+                let gap = (group.first_seq - self.next_seq) as usize;
+                self.read_files(gap.min(BATCH))?;
+            }
+            None => self.read_files(BATCH)?,
+        }
+        Ok(self.pending.len())
+    }
+
+    /// Moves handed-over records from `next_seq` on into `pending`.
+    fn take_handed(&mut self) {
+        while self.pending.len() < BATCH {
+            let Some(group) = self.handed.front_mut() else {
+                return;
+            };
+            if group.first_seq > self.next_seq {
+                return;
+            }
+            let skip = (self.next_seq - group.first_seq) as usize;
+            let first = group.first_seq;
+            for (i, (position, event)) in group
+                .positions
+                .drain(..)
+                .zip(group.events.drain(..))
+                .enumerate()
+                .skip(skip)
+            {
+                self.pending.push(IndexEntry {
+                    seq: first + i as u64,
+                    position: position.pack(),
+                    event,
+                });
+            }
+            self.handed.pop_front();
+            self.next_seq = self.pending.last().map_or(self.next_seq, |e| e.seq + 1);
+        }
+    }
+
+    /// Reads up to `max` records from `next_seq` on from the journal files into `pending`.
+    /// Records whose segment was removed by hand before they were read are reported and
+    /// passed over: the ones after them must still be indexed.
+    fn read_files(&mut self, max: usize) -> Result<(), IndexError> {
+        if self
+            .cursor
+            .as_ref()
+            .is_none_or(|c| c.next_seq() != self.next_seq)
+        {
+            self.cursor = Some(self.reader.cursor(self.next_seq));
+        }
+        let cursor = self.cursor.as_mut().expect("a cursor");
         let entries = loop {
-            match self.cursor.read(BATCH) {
+            match cursor.read(max) {
                 Err(JournalError::Lost { path, first, end }) => {
                     tracing::error!(file = %path.display(), lost = ?(first..end), "audit journal records were removed before they were indexed");
                 }
@@ -168,7 +267,8 @@ impl Indexer {
                 event,
             });
         }
-        Ok(self.pending.len())
+        self.next_seq = cursor.next_seq();
+        Ok(())
     }
 
     fn done(&mut self) {
@@ -177,4 +277,8 @@ impl Indexer {
         }
         self.pending.clear();
     }
+}
+
+fn end_of(group: &Written) -> u64 {
+    group.first_seq + group.events.len() as u64
 }

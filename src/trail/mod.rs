@@ -100,14 +100,15 @@ pub async fn start(
         store.clone(),
         runtime,
         journal_id,
-        reader.cursor(from),
+        reader.clone(),
+        from,
         indexed_tx,
     );
     let replayed = indexer.catch_up().await?;
     if replayed > 0 {
         tracing::info!(records = replayed, "audit journal records indexed at start");
     }
-    let (wake_indexer, wake) = flume::bounded(1);
+    let (wake_indexer, wake) = flume::bounded(indexer::HANDOFF_QUEUE);
     std::thread::Builder::new()
         .name("sts-audit-index".into())
         .spawn(move || indexer.run(wake))?;

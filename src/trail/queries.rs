@@ -33,7 +33,7 @@ pub struct AuditPage {
 pub(super) struct Journaled {
     pub(super) reader: JournalReader,
     pub(super) indexed: watch::Receiver<u64>,
-    pub(super) wake_indexer: flume::Sender<()>,
+    pub(super) wake_indexer: flume::Sender<super::indexer::Wake>,
 }
 
 /// Queries over the audit trail.
@@ -83,7 +83,7 @@ impl AuditTrail {
         if *journal.indexed.borrow() >= durable {
             return false;
         }
-        let _ = journal.wake_indexer.try_send(());
+        let _ = journal.wake_indexer.try_send(super::indexer::Wake::Nudge);
         let mut indexed = journal.indexed.clone();
         let reached = indexed.wait_for(|seq| *seq >= durable);
         tokio::time::timeout(limit, reached).await.is_ok()

@@ -5,16 +5,17 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
+use super::indexer::{Wake, Written};
 use crate::audit::AuditEvent;
 use crate::journal::JournalWriter;
 use crate::storage::Storage;
 
 /// The durable write.
 pub(super) enum Sink {
-    /// The journal; the indexer is told when records were added.
+    /// The journal; each group written is handed to the indexer.
     Journal {
         writer: Box<JournalWriter>,
-        indexer: flume::Sender<()>,
+        indexer: flume::Sender<Wake>,
         encoded: Vec<Vec<u8>>,
     },
     /// The database commit (PostgreSQL without a journal).
@@ -26,28 +27,37 @@ pub(super) enum Sink {
 
 impl Sink {
     /// Makes `events` durable, all or none.
-    pub(super) fn commit(&mut self, events: &[AuditEvent]) -> Result<(), String> {
+    pub(super) fn commit(&mut self, events: Vec<AuditEvent>) -> Result<(), String> {
         match self {
             Sink::Journal {
                 writer,
                 indexer,
                 encoded,
             } => {
-                encoded.clear();
-                for event in events {
-                    encoded.push(serde_json::to_vec(event).map_err(|e| e.to_string())?);
+                // The buffers are kept from group to group: no allocation per record.
+                if encoded.len() < events.len() {
+                    encoded.resize_with(events.len(), Vec::new);
                 }
-                let records: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+                for (event, buffer) in events.iter().zip(encoded.iter_mut()) {
+                    buffer.clear();
+                    serde_json::to_writer(&mut *buffer, event).map_err(|e| e.to_string())?;
+                }
+                let records: Vec<&[u8]> =
+                    encoded[..events.len()].iter().map(Vec::as_slice).collect();
                 let newest = events.iter().map(|e| e.time).max().unwrap_or(0);
-                writer
+                let appended = writer
                     .append(&records, newest)
                     .map_err(|e| format!("audit journal: {e}"))?;
-                // The indexer may be busy; one pending wake-up is enough.
-                let _ = indexer.try_send(());
+                // When the indexer's queue is full it reads these from the journal instead.
+                let _ = indexer.try_send(Wake::Written(Written {
+                    first_seq: appended.first_seq,
+                    positions: appended.positions,
+                    events,
+                }));
                 Ok(())
             }
             Sink::Database { store, runtime } => store
-                .append_audit_blocking(events, runtime)
+                .append_audit_blocking(&events, runtime)
                 .map_err(|e| e.to_string()),
         }
     }

@@ -130,7 +130,7 @@ impl Committer {
             }
             let (events, waiting): (Vec<AuditEvent>, Vec<_>) =
                 batch.drain(..).map(|p| (p.event, p.done)).unzip();
-            let result = self.commit(&events);
+            let result = self.commit(events);
             for done in waiting {
                 // A requester that went away no longer needs the answer.
                 let _ = done.send(result.clone());
@@ -138,8 +138,9 @@ impl Committer {
         }
     }
 
-    fn commit(&mut self, events: &[AuditEvent]) -> Result<(), String> {
+    fn commit(&mut self, events: Vec<AuditEvent>) -> Result<(), String> {
         let started = Instant::now();
+        let records = events.len();
         // A bug while writing must fail this group closed, not stop the thread and with it
         // every later exchange.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.sink.commit(events)))
@@ -147,9 +148,9 @@ impl Committer {
         self.metrics
             .audit_commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.metrics.audit_batch_size.observe(events.len() as f64);
+        self.metrics.audit_batch_size.observe(records as f64);
         if let Err(e) = &result {
-            tracing::error!(error = %e, records = events.len(), "audit records not committed; failing closed");
+            tracing::error!(error = %e, records, "audit records not committed; failing closed");
         }
         self.set_healthy(result.is_ok());
         result

@@ -156,7 +156,8 @@ fn exchange(body: &[u8], keys: &Keys) -> Option<(String, AuditEvent)> {
     token.push_str(&b64url(signature.as_ref()));
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
     let record = AuditEvent {
-        request_id: uuid::Uuid::new_v4().to_string(),
+        // Time-ordered, as the broker's: ids that grow append to the index.
+        request_id: uuid::Uuid::now_v7().simple().to_string(),
         time: now,
         kind: sts_broker::audit::AuditKind::Exchange,
         decision: Some(Decision::Allow),

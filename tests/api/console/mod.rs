@@ -5,6 +5,7 @@ mod browser;
 mod decisions;
 mod documents;
 mod keys;
+mod screenshots;
 mod server;
 mod session;
 

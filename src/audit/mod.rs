@@ -133,6 +133,8 @@ pub struct AuditFilter {
     pub policy: Option<String>,
     /// Only this inbound subject.
     pub subject: Option<String>,
+    /// Only this reason code (`issued`, `not_admitted`…).
+    pub reason: Option<String>,
     /// Only exchanges or only admin changes.
     pub kind: Option<AuditKind>,
     /// Page cursor: events older than this id.

@@ -7,6 +7,7 @@ mod caller;
 pub mod client_addr;
 pub mod connection_limits;
 pub mod connections;
+mod console;
 mod health;
 mod introspect;
 mod metadata;
@@ -57,7 +58,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(health::metrics))
-    .configure(admin::routes);
+    .configure(admin::routes)
+    .configure(console::routes);
 }
 
 /// The token of an `Authorization: Bearer …` header.

@@ -179,6 +179,9 @@ where
     if let Some(subject) = &filter.subject {
         q.push(" AND inbound_sub = ").push_bind(subject.clone());
     }
+    if let Some(reason) = &filter.reason {
+        q.push(" AND reason = ").push_bind(reason.clone());
+    }
     if let Some(kind) = filter.kind {
         q.push(" AND kind = ").push_bind(kind.as_str().to_owned());
     }

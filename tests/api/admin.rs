@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{GRANT, ID_TOKEN, TestApp, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, GRANT, ID_TOKEN, TestApp, spawn_app};
 
 #[tokio::test]
 async fn admin_requests_need_credentials_and_scope() {
@@ -86,6 +86,28 @@ async fn admins_federate_in_through_a_trust_policy() {
         .await
         .unwrap();
     assert_eq!(write.status(), 403, "admin:read cannot write");
+    // What each credential may do, as the console asks it.
+    let whoami = |bearer: Option<&str>| {
+        let mut request = app.client.get(format!("{}/admin/v1/whoami", app.address));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        request.send()
+    };
+    assert_eq!(whoami(None).await.unwrap().status(), 401);
+    let reader: Value = whoami(Some(bearer)).await.unwrap().json().await.unwrap();
+    assert_eq!(reader["access"], "read", "{reader}");
+    assert_eq!(reader["name"], "fake:repo:acme/api:ref:refs/heads/main");
+    let bootstrap: Value = whoami(Some(ADMIN_TOKEN))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        bootstrap,
+        json!({"name": "bootstrap-admin", "access": "write"})
+    );
 }
 
 #[tokio::test]
@@ -462,6 +484,17 @@ pub async fn audit_trail_is_filterable_paginated_and_resolves_request_ids_on(app
         .await
         .unwrap();
     assert_eq!(by_subject["events"].as_array().unwrap().len(), 1);
+    let by_reason: Value = app
+        .admin(Method::GET, "/audit?reason=not_admitted")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = by_reason["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{by_reason}");
+    assert_eq!(events[0]["request_id"], denied_id.as_str());
     let page1: Value = app
         .admin(Method::GET, "/audit?limit=2")
         .send()

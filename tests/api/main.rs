@@ -6,6 +6,7 @@ mod child;
 mod ci_client;
 mod cli;
 mod connections;
+mod console;
 mod end_to_end;
 mod exchange;
 mod fuzz;

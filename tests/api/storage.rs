@@ -222,6 +222,7 @@ async fn audit_queries_filter_and_page_newest_first() {
             decision: Some(Decision::Allow),
             policy: Some("p2".into()),
             subject: Some("sub-p2".into()),
+            reason: Some("test".into()),
             kind: Some(sts_broker::audit::AuditKind::Exchange),
             limit: 100,
             ..Default::default()

@@ -13,7 +13,7 @@ use crate::trail::{AuditTrail, MAX_PAGE};
 
 type Answer = Result<HttpResponse, AdminFailure>;
 
-/// `GET /admin/v1/audit?since=…&decision=…&policy=…&subject=…&kind=…&limit=…&cursor=…`.
+/// `GET /admin/v1/audit?since=…&until=…&decision=…&policy=…&subject=…&reason=…&kind=…&limit=…&cursor=…`.
 pub async fn page(
     _: Reader,
     req: HttpRequest,
@@ -69,6 +69,7 @@ fn filter(query: &str) -> Result<AuditFilter, String> {
             "decision" => filter.decision = Some(Decision::parse(value).ok_or_else(bad)?),
             "policy" => filter.policy = Some(value.to_owned()),
             "subject" => filter.subject = Some(value.to_owned()),
+            "reason" => filter.reason = Some(value.to_owned()),
             "kind" => filter.kind = Some(AuditKind::parse(value).ok_or_else(bad)?),
             "limit" => {
                 filter.limit = value
@@ -80,7 +81,7 @@ fn filter(query: &str) -> Result<AuditFilter, String> {
             "cursor" => filter.before_id = Some(value.parse().map_err(|_| bad())?),
             _ => {
                 return Err(format!(
-                    "unknown filter {name:?} (since, until, decision, policy, subject, kind, limit, cursor)"
+                    "unknown filter {name:?} (since, until, decision, policy, subject, reason, kind, limit, cursor)"
                 ));
             }
         }

@@ -8,6 +8,7 @@ mod extract;
 mod failure;
 mod keys;
 mod revocations;
+mod whoami;
 
 use actix_web::web;
 
@@ -84,6 +85,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/tokens/{jti}/revoke",
                 web::post().to(revocations::revoke_jti),
             )
-            .route("/revocations", web::get().to(revocations::list)),
+            .route("/revocations", web::get().to(revocations::list))
+            .route("/whoami", web::get().to(whoami::whoami)),
     );
 }

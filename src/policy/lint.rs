@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::claim_path::ClaimKey;
 use super::issuer::{GITHUB_GUARDED_EVENTS, Issuer};
 use super::owner::{self, SubjectPin};
 use super::set::{DocError, PolicySet};
@@ -28,6 +29,13 @@ const JOB_PROJECT: &[&str] = &[
     "job_project_path",
     "job_namespace_id",
     "job_namespace_path",
+];
+
+/// Claims, beside the owner ids, that name a workload by an id nobody else can hold later:
+/// a service account's uid changes when it is deleted and created again under its name.
+const WORKLOAD_ID_CLAIMS: &[&str] = &[
+    "/kubernetes.io/serviceaccount/uid",
+    "/kubernetes.io/pod/uid",
 ];
 
 /// Grant lifetimes above this draw a warning.
@@ -89,7 +97,11 @@ fn policy_warnings(policy: &TrustPolicy) -> Vec<DocError> {
                 .into(),
         );
     }
+    let has_path = |path: &str| {
+        ClaimKey::parse(path).is_ok_and(|key| policy.claims.iter().any(|(k, _)| *k == key))
+    };
     let pinned_by_id = super::trust::OWNER_ID_CLAIMS.iter().any(|c| has(c))
+        || WORKLOAD_ID_CLAIMS.iter().any(|c| has_path(c))
         || policy.subject_pin() == SubjectPin::Id;
     if let Some(subject) = &policy.subject {
         if !pinned_by_id {
@@ -132,7 +144,7 @@ fn names_only(subject: &Matcher) -> String {
             .into()
     } else {
         "trusts names in `sub` only; add an immutable id claim (repository_id, \
-         repository_owner_id, project_id, namespace_id)"
+         repository_owner_id, project_id, namespace_id, /kubernetes.io/serviceaccount/uid)"
             .into()
     }
 }
@@ -195,6 +207,17 @@ mod tests {
             json!({"subject": "project_path:acme/api:ref_type:branch:ref:main"}),
         );
         assert!(w[0].contains("add an immutable id claim"), "{w:?}");
+    }
+
+    #[test]
+    fn a_service_account_uid_pins_a_kubernetes_subject() {
+        let url = "https://kubernetes.default.svc.cluster.local";
+        let sub = json!({"subject": "system:serviceaccount:payments:deploy"});
+        let w = lint(url, sub.clone());
+        assert!(w[0].contains("/kubernetes.io/serviceaccount/uid"), "{w:?}");
+        let mut pinned = sub;
+        pinned["claims"] = json!({"/kubernetes.io/serviceaccount/uid": "5a1c"});
+        assert!(lint(url, pinned).is_empty());
     }
 
     #[test]

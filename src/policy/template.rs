@@ -112,7 +112,9 @@ impl Template {
 /// A name of plain characters, or a JSON Pointer of printable characters without spaces:
 /// what sits between braces is read by people in a YAML string, so it stays plain.
 fn claim_key(text: &str) -> Option<ClaimKey> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
+    // As in `claims`, a key that does not start with `/` is one name, `/` and all
+    // (`oidc.circleci.com/project-id`).
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/');
     let ok = if text.starts_with('/') {
         text.len() <= 256
             && text
@@ -187,7 +189,20 @@ mod tests {
         assert_eq!(whole.render_value(&c), Some(c["kubernetes.io"].clone()));
         assert!(Template::parse("{/a~2}").is_err());
         assert!(Template::parse("{/a b}").is_err());
-        assert!(Template::parse("{a/b}").is_err());
+        // Not starting with `/`: one name, as in `claims`.
+        let c = claims(json!({"a/b": "slash", "a": {"b": "nested"}}));
+        assert_eq!(
+            Template::parse("{a/b}").unwrap().render(&c).as_deref(),
+            Some("slash")
+        );
+        assert_eq!(
+            Template::parse("{/a/b}").unwrap().render(&c).as_deref(),
+            Some("nested")
+        );
+        assert_eq!(
+            Template::parse("{/a~1b}").unwrap().render(&c).as_deref(),
+            Some("slash")
+        );
     }
 
     #[test]

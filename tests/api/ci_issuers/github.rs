@@ -292,3 +292,55 @@ async fn github_enterprise_server_guards_the_events_its_issuer_lists() {
         Err(400)
     );
 }
+
+#[tokio::test]
+async fn the_shipped_github_policies_admit_both_subject_forms() {
+    // `policies/github-actions.yaml` as shipped, its keys at the fake.
+    let idp = FakeIdp::start().await;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/github-actions.yaml");
+    let text = moved(
+        &std::fs::read_to_string(path).unwrap(),
+        &format!("url: {GITHUB}\n"),
+        &format!("url: {GITHUB}\njwks_url: {}/jwks\n", idp.url),
+    );
+    let app = spawn_app_for(idp, &text, |_| {}).await;
+    let token = |claims: &Value| app.idp.token_rs256(claims);
+    // A repository with the name form: `repo:acme/api:…`.
+    let old = with(
+        &job(GITHUB),
+        json!({"sub": "repo:acme/api:environment:production"}),
+    );
+    let issued = exchange(&app, &token(&old), DEPLOY).await.unwrap();
+    assert_eq!(issued["client_id"], "gha-api-deploy-prod");
+    assert_eq!(issued["sub"], "github-actions:acme/api:production");
+    // A repository with the immutable form, under its current or a later name.
+    for sub in [
+        "repo:acme@1342004/web@903311990:environment:staging",
+        "repo:acme-corp@1342004/website@903311990:environment:staging",
+    ] {
+        let web = with(
+            &job(GITHUB),
+            json!({"sub": sub, "repository": "acme/web", "repository_id": "903311990",
+                   "environment": "staging"}),
+        );
+        let issued = exchange(&app, &token(&web), DEPLOY).await.unwrap();
+        assert_eq!(issued["client_id"], "gha-web-deploy-staging", "{sub}");
+    }
+    // Look-alikes of either.
+    for sub in [
+        "repo:evil-1342004/web-903311990:environment:staging",
+        "repo:evil@66/web@903311990:environment:staging",
+        "repo:acme/web:environment:staging",
+    ] {
+        let web = with(&job(GITHUB), json!({"sub": sub, "environment": "staging"}));
+        assert_eq!(
+            exchange(&app, &token(&web), DEPLOY).await,
+            Err(400),
+            "{sub}"
+        );
+    }
+    // And neither admits what a fork drives.
+    let guarded = with(&old, json!({"event_name": "pull_request_target"}));
+    assert_eq!(exchange(&app, &token(&guarded), DEPLOY).await, Err(400));
+}

@@ -71,6 +71,11 @@ pub struct IssuerDoc {
     /// Inbound `exp - iat` may not exceed this; default 24h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_token_lifetime: Option<HumanDuration>,
+    /// `event_name` values that only a policy matching `event_name` itself admits. Absent:
+    /// `[pull_request_target, workflow_run]` for GitHub Actions' issuer (and the enterprise
+    /// issuers under it), `[]` otherwise; `[]` turns the guard off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guarded_events: Option<Vec<String>>,
     /// Free text for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

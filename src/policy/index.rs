@@ -8,12 +8,16 @@
 //! Candidates keep name order, so the first policy that admits still wins.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value};
 
+use super::claim_path::ClaimKey;
 use super::matcher::{Matcher, scalar_text};
 use super::trust::TrustPolicy;
+
+/// The claim the subject matcher tests.
+static SUB: LazyLock<ClaimKey> = LazyLock::new(|| ClaimKey::name("sub"));
 
 /// An issuer's policies in name order, indexed by one exactly-matched claim.
 #[derive(Debug, Default)]
@@ -24,8 +28,9 @@ pub struct IssuerPolicies {
 
 #[derive(Debug)]
 struct KeyIndex {
-    /// The claim (`sub` for the subject matcher).
-    claim: String,
+    /// The claim (`sub` for the subject matcher), as one of the policies writes it: `x` and
+    /// `/x` are the same claim, and key the same policies.
+    claim: ClaimKey,
     /// Positions in `all` (ascending) of the policies that require each value.
     by_value: HashMap<String, Vec<u32>>,
     /// Positions in `all` (ascending) of the policies that do not match `claim` exactly.
@@ -74,7 +79,7 @@ impl IssuerPolicies {
         let Some(key) = &self.key else {
             return Box::new(self.all.iter());
         };
-        let keyed: &[u32] = match claims.get(&key.claim) {
+        let keyed: &[u32] = match key.claim.resolve(claims) {
             // An array matches when any element does: judge them all rather than merge
             // several lists (claims used as keys are scalars in practice).
             Some(Value::Array(_)) => return Box::new(self.all.iter()),
@@ -95,8 +100,8 @@ impl IssuerPolicies {
 /// largest group of policies requiring one value, plus the policies that do not match it
 /// exactly, is smallest. `repository_id` wins over `repository_owner_id` when every policy
 /// pins both, since it tells the policies apart. `None` when no claim narrows the list.
-fn choose_key(policies: &[Arc<TrustPolicy>]) -> Option<String> {
-    let mut names: Vec<&str> = policies
+fn choose_key(policies: &[Arc<TrustPolicy>]) -> Option<ClaimKey> {
+    let mut names: Vec<&ClaimKey> = policies
         .iter()
         .flat_map(|p| matchers(p).filter(|(_, m)| m.is_exact()).map(|(n, _)| n))
         .collect();
@@ -108,10 +113,10 @@ fn choose_key(policies: &[Arc<TrustPolicy>]) -> Option<String> {
         .filter(|&(cost, _)| cost < policies.len())
         // Fewest candidates first; ties broken by name so the choice is deterministic.
         .min()
-        .map(|(_, name)| name.to_owned())
+        .map(|(_, name)| name.clone())
 }
 
-fn worst_case_candidates(policies: &[Arc<TrustPolicy>], claim: &str) -> usize {
+fn worst_case_candidates(policies: &[Arc<TrustPolicy>], claim: &ClaimKey) -> usize {
     let mut per_value: HashMap<&str, usize> = HashMap::new();
     let mut unkeyed = 0;
     for policy in policies {
@@ -128,16 +133,16 @@ fn worst_case_candidates(policies: &[Arc<TrustPolicy>], claim: &str) -> usize {
 }
 
 /// Every matcher of a policy with the claim it tests.
-fn matchers(policy: &TrustPolicy) -> impl Iterator<Item = (&str, &Matcher)> {
+fn matchers(policy: &TrustPolicy) -> impl Iterator<Item = (&ClaimKey, &Matcher)> {
     policy
         .subject
         .iter()
-        .map(|m| ("sub", m))
-        .chain(policy.claims.iter().map(|(n, m)| (n.as_str(), m)))
+        .map(|m| (&*SUB, m))
+        .chain(policy.claims.iter().map(|(n, m)| (n, m)))
 }
 
 /// The only values of `claim` this policy can admit, when it matches the claim exactly.
-fn exact_values<'p>(policy: &'p TrustPolicy, claim: &str) -> Option<&'p [String]> {
+fn exact_values<'p>(policy: &'p TrustPolicy, claim: &ClaimKey) -> Option<&'p [String]> {
     matchers(policy)
         .filter(|(name, _)| *name == claim)
         .find_map(|(_, matcher)| match matcher {
@@ -266,6 +271,31 @@ mod tests {
             policy("b", json!({"ref": {"glob": "refs/heads/*"}})),
         ]);
         assert_eq!(names(&set, json!({"repository_id": "9"})), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_name_and_its_pointer_key_the_same_policies() {
+        let set = set(&[
+            policy("a", json!({"repository_id": "1"})),
+            policy("b", json!({"/repository_id": "2"})),
+            policy("c", json!({"/repository_id": "1", "ref": "x"})),
+            policy("d", json!({"/kubernetes.io/namespace": "payments"})),
+        ]);
+        assert_eq!(names(&set, json!({"repository_id": "1"})), ["a", "c", "d"]);
+        assert_eq!(names(&set, json!({"repository_id": "2"})), ["b", "d"]);
+    }
+
+    #[test]
+    fn a_nested_claim_can_be_the_key() {
+        let set = set(&[
+            policy("a", json!({"/kubernetes.io/namespace": "payments"})),
+            policy("b", json!({"/kubernetes.io/namespace": "billing"})),
+            policy("c", json!({"/kubernetes.io/namespace": "web"})),
+        ]);
+        let token = |ns: &str| json!({"kubernetes.io": {"namespace": ns}});
+        assert_eq!(names(&set, token("billing")), ["b"]);
+        assert!(names(&set, token("other")).is_empty());
+        assert!(names(&set, json!({"kubernetes.io": "billing"})).is_empty());
     }
 
     #[test]

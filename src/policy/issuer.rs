@@ -1,5 +1,6 @@
 //! A registered identity provider, validated.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sts_jose::cache::KeySource;
@@ -9,6 +10,16 @@ use crate::jose::{Algorithm, alg};
 
 /// Default ceiling on an inbound token's `exp - iat`.
 pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// GitHub Actions' issuer host: its own URL, and enterprise issuers under it.
+const GITHUB_ACTIONS_HOST: &str = "token.actions.githubusercontent.com";
+
+/// The events guarded by default on GitHub Actions' issuers. Both run with the base
+/// repository's permissions (and its secrets and `id-token: write`) on code or input that an
+/// outsider can influence: `pull_request_target` on a fork's pull request, `workflow_run`
+/// after a workflow that such a pull request triggered. A policy written for `push` must not
+/// admit them by accident.
+pub const GITHUB_GUARDED_EVENTS: &[&str] = &["pull_request_target", "workflow_run"];
 
 /// An issuer whose tokens the broker accepts.
 #[derive(Debug, Clone)]
@@ -31,6 +42,8 @@ pub struct Issuer {
     pub max_token_lifetime: Duration,
     /// Explicit JWKS URL (skips discovery).
     pub jwks_url: Option<String>,
+    /// `event_name` values admitted only by policies that match `event_name` themselves.
+    pub guarded_events: Arc<[String]>,
     /// What determines its keys (`url`, `jwks_url`, `algorithms`): the key cache is keyed by
     /// it, so a changed document means other keys at once.
     pub key_source: KeySource,
@@ -94,6 +107,22 @@ impl Issuer {
         if max_token_lifetime.is_zero() {
             return err("max_token_lifetime", "must be positive".into());
         }
+        let guarded_events: Vec<String> = match &doc.guarded_events {
+            Some(events) => {
+                if let Some(bad) = events.iter().find(|e| e.trim().is_empty() || e.len() > 128) {
+                    return err(
+                        "guarded_events",
+                        format!("{bad:?} is not an event name (1-128 characters, not blank)"),
+                    );
+                }
+                events.clone()
+            }
+            None if is_github_actions(&doc.url) => GITHUB_GUARDED_EVENTS
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(Self {
             name: doc.name.clone(),
             url: doc.url.clone(),
@@ -109,9 +138,18 @@ impl Issuer {
             replay_protection: doc.replay_protection,
             max_token_lifetime,
             jwks_url: doc.jwks_url.clone(),
+            guarded_events: guarded_events.into(),
             doc: doc.clone(),
         })
     }
+}
+
+/// GitHub Actions' issuer (`https://token.actions.githubusercontent.com`) or a path under it
+/// (an enterprise's own issuer, `…/<enterprise>`).
+pub fn is_github_actions(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.scheme() == "https" && u.host_str() == Some(GITHUB_ACTIONS_HOST) && u.port().is_none()
+    })
 }
 
 /// Any userinfo, even an empty one: the parser drops `https://:@host`'s, so the written
@@ -154,6 +192,68 @@ pub fn is_loopback(url: &url::Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn issuer(url: &str, guarded: Option<&[&str]>) -> Issuer {
+        let mut doc = serde_json::json!({"name": "i", "url": url, "audiences": ["sts"]});
+        if let Some(events) = guarded {
+            doc["guarded_events"] = serde_json::json!(events);
+        }
+        Issuer::compile(&serde_json::from_value(doc).unwrap(), false).unwrap()
+    }
+
+    #[test]
+    fn github_actions_issuers_guard_events_by_default() {
+        let default: Vec<String> = GITHUB_GUARDED_EVENTS
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        for url in [
+            "https://token.actions.githubusercontent.com",
+            "https://token.actions.githubusercontent.com/",
+            "https://token.actions.githubusercontent.com/acme-enterprise",
+            "https://TOKEN.actions.githubusercontent.com/acme",
+        ] {
+            assert_eq!(
+                &*issuer(url, None).guarded_events,
+                default.as_slice(),
+                "{url}"
+            );
+        }
+        for url in [
+            "https://gitlab.com",
+            "https://github.example.com/_services/token",
+            "https://token.actions.githubusercontent.com.evil.example",
+            "https://token.actions.githubusercontent.com:8443",
+            "https://evil.example/token.actions.githubusercontent.com",
+        ] {
+            assert!(issuer(url, None).guarded_events.is_empty(), "{url}");
+        }
+        let gh = "https://token.actions.githubusercontent.com";
+        assert!(
+            issuer(gh, Some(&[])).guarded_events.is_empty(),
+            "[] turns it off"
+        );
+        assert_eq!(
+            &*issuer(gh, Some(&["issue_comment"])).guarded_events,
+            ["issue_comment"]
+        );
+        assert_eq!(
+            &*issuer(
+                "https://ghes.example/_services/token",
+                Some(&["workflow_run"])
+            )
+            .guarded_events,
+            ["workflow_run"]
+        );
+        let blank: IssuerDoc = serde_json::from_value(
+            serde_json::json!({"name": "i", "url": gh, "audiences": ["a"], "guarded_events": [" "]}),
+        )
+        .unwrap();
+        assert_eq!(
+            Issuer::compile(&blank, false).unwrap_err().0,
+            "guarded_events"
+        );
+    }
 
     #[test]
     fn issuer_urls() {

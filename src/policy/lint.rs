@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use super::claim_path::ClaimKey;
+use super::issuer::{GITHUB_GUARDED_EVENTS, Issuer};
+use super::owner::{self, SubjectPin};
 use super::set::{DocError, PolicySet};
 use super::{Kind, TrustPolicy};
 use crate::policy::matcher::Matcher;
@@ -18,12 +21,48 @@ const RENAMABLE: &[(&str, &[&str])] = &[
     ("namespace_path", &["namespace_id", "project_id"]),
 ];
 
+/// GitLab's claims about the project a job runs in. For a merge request from a fork that
+/// runs in the parent project they name the parent, while the code is the fork's (whose ids
+/// `project_id` and `namespace_id` then carry).
+const JOB_PROJECT: &[&str] = &[
+    "job_project_id",
+    "job_project_path",
+    "job_namespace_id",
+    "job_namespace_path",
+];
+
+/// Claims, beside the owner ids, that name a workload by an id nobody else can hold later:
+/// a service account's uid changes when it is deleted and created again under its name.
+const WORKLOAD_ID_CLAIMS: &[&str] = &[
+    "/kubernetes.io/serviceaccount/uid",
+    "/kubernetes.io/pod/uid",
+];
+
 /// Grant lifetimes above this draw a warning.
 const LONG_TTL: Duration = Duration::from_secs(30 * 60);
 
 /// Every warning for a compiled set.
 pub fn warnings(set: &PolicySet) -> Vec<DocError> {
-    set.policies().flat_map(|p| policy_warnings(p)).collect()
+    let issuers = set.issuers().filter_map(|i| issuer_warning(i));
+    issuers
+        .chain(set.policies().flat_map(|p| policy_warnings(p)))
+        .collect()
+}
+
+/// GitHub Enterprise Server's issuer (`https://HOST/_services/token`) sends the same events
+/// as github.com, but only GitHub Actions' own URL guards them by default.
+fn issuer_warning(issuer: &Issuer) -> Option<DocError> {
+    let ghes = url::Url::parse(&issuer.url).is_ok_and(|u| u.path() == "/_services/token");
+    (ghes && issuer.doc.guarded_events.is_none()).then(|| DocError {
+        kind: Kind::Issuer,
+        name: issuer.name.clone(),
+        field: Some("url".into()),
+        reason: format!(
+            "looks like GitHub Enterprise Server: set `guarded_events: [{}]` (`[]` turns the \
+             guard off) so policies written for `push` do not admit them",
+            GITHUB_GUARDED_EVENTS.join(", ")
+        ),
+    })
 }
 
 fn policy_warnings(policy: &TrustPolicy) -> Vec<DocError> {
@@ -36,7 +75,8 @@ fn policy_warnings(policy: &TrustPolicy) -> Vec<DocError> {
             reason,
         });
     };
-    let has = |claim: &str| policy.claims.iter().any(|(n, _)| n == claim);
+    // `x` and `/x` are the same claim.
+    let has = |claim: &str| policy.claims.iter().any(|(k, _)| k.is(claim));
     for (name, ids) in RENAMABLE {
         if has(name) && !ids.iter().any(|id| has(id)) {
             warn(
@@ -48,10 +88,31 @@ fn policy_warnings(policy: &TrustPolicy) -> Vec<DocError> {
             );
         }
     }
-    let pinned_by_id = super::trust::OWNER_ID_CLAIMS.iter().any(|c| has(c));
+    if JOB_PROJECT.iter().any(|c| has(c)) && !has("project_id") {
+        warn(
+            "claims",
+            "`job_project_*` and `job_namespace_*` name the project a pipeline runs in: a merge \
+             request from a fork runs in the parent project with the fork's code; pin \
+             `project_id` (the fork's id in those pipelines) to keep forks out"
+                .into(),
+        );
+    }
+    let has_path = |path: &str| {
+        ClaimKey::parse(path).is_ok_and(|key| policy.claims.iter().any(|(k, _)| *k == key))
+    };
+    let pinned_by_id = super::trust::OWNER_ID_CLAIMS.iter().any(|c| has(c))
+        || WORKLOAD_ID_CLAIMS.iter().any(|c| has_path(c))
+        || policy.subject_pin() == SubjectPin::Id;
     if let Some(subject) = &policy.subject {
         if !pinned_by_id {
-            warn("subject", "trusts names in `sub` only; add an immutable id claim (repository_id, repository_owner_id, project_id, namespace_id)".into());
+            let advice = match owner::dash_owner_id(subject) {
+                Some(id) => format!(
+                    "an owner written `NAME-{id}` is GitHub's immutable form, or an owner whose \
+                     name ends in `-{id}`: add `repository_owner_id: \"{id}\"` to pin the id"
+                ),
+                None => names_only(subject),
+            };
+            warn("subject", advice);
         }
         if !matches!(subject, Matcher::Exact(_)) && !policy.pins_owner() {
             warn(
@@ -72,4 +133,143 @@ fn policy_warnings(policy: &TrustPolicy) -> Vec<DocError> {
         );
     }
     out
+}
+
+/// The advice for a subject that pins names only.
+fn names_only(subject: &Matcher) -> String {
+    if owner::is_github_subject(subject) {
+        "trusts names in `sub` only (a renamed or deleted owner's name can be taken by someone \
+         else): use the immutable subject `repo:OWNER@OWNER_ID/…` (`repo:*@OWNER_ID/…` also \
+         pins), or add `repository_owner_id` (and `repository_id`)"
+            .into()
+    } else {
+        "trusts names in `sub` only; add an immutable id claim (repository_id, \
+         repository_owner_id, project_id, namespace_id, /kubernetes.io/serviceaccount/uid)"
+            .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{IssuerDoc, Limits, TrustPolicyDoc};
+    use serde_json::{Value, json};
+
+    /// The warnings of one policy over GitHub Actions' issuer (or `url`), as `field: reason`.
+    fn lint(url: &str, policy: Value) -> Vec<String> {
+        let issuer: IssuerDoc =
+            serde_json::from_value(json!({"name": "i", "url": url, "audiences": ["sts"]})).unwrap();
+        let mut doc = json!({"name": "p", "issuer": "i", "grant": {"audience": ["api"]}});
+        doc.as_object_mut()
+            .unwrap()
+            .extend(policy.as_object().unwrap().clone());
+        let doc: TrustPolicyDoc = serde_json::from_value(doc).unwrap();
+        let limits = Limits {
+            max_ttl: Duration::from_secs(3600),
+            allow_insecure_loopback_issuers: false,
+        };
+        let set = PolicySet::compile(&[issuer], &[doc], &limits).unwrap();
+        warnings(&set)
+            .into_iter()
+            .map(|w| format!("{}: {}", w.field.unwrap_or_default(), w.reason))
+            .collect()
+    }
+
+    const GITHUB: &str = "https://token.actions.githubusercontent.com";
+
+    #[test]
+    fn names_only_subjects_get_the_immutable_form_suggested() {
+        let w = lint(
+            GITHUB,
+            json!({"subject": {"glob": "repo:acme/*:ref:refs/heads/main"}}),
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("repo:OWNER@OWNER_ID/") && w[0].contains("repository_owner_id"));
+        // Pinned by id, either way: nothing to say.
+        assert!(
+            lint(
+                GITHUB,
+                json!({"subject": {"glob": "repo:*@2001/*:ref:refs/heads/main"}})
+            )
+            .is_empty()
+        );
+        assert!(
+            lint(
+                GITHUB,
+                json!({"subject": {"glob": "repo:acme/*:ref:refs/heads/main"},
+                       "claims": {"/repository_owner_id": "2001"}})
+            )
+            .is_empty()
+        );
+        // Another issuer's subject gets the general advice.
+        let w = lint(
+            "https://gitlab.com",
+            json!({"subject": "project_path:acme/api:ref_type:branch:ref:main"}),
+        );
+        assert!(w[0].contains("add an immutable id claim"), "{w:?}");
+    }
+
+    #[test]
+    fn a_service_account_uid_pins_a_kubernetes_subject() {
+        let url = "https://kubernetes.default.svc.cluster.local";
+        let sub = json!({"subject": "system:serviceaccount:payments:deploy"});
+        let w = lint(url, sub.clone());
+        assert!(w[0].contains("/kubernetes.io/serviceaccount/uid"), "{w:?}");
+        let mut pinned = sub;
+        pinned["claims"] = json!({"/kubernetes.io/serviceaccount/uid": "5a1c"});
+        assert!(lint(url, pinned).is_empty());
+    }
+
+    #[test]
+    fn a_dash_owner_gets_its_id_suggested() {
+        let w = lint(
+            GITHUB,
+            json!({"subject": "repo:acme-2001/api-1001:ref:refs/heads/main"}),
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("repository_owner_id: \"2001\""), "{w:?}");
+        let pinned = json!({"subject": "repo:acme-2001/api-1001:ref:refs/heads/main",
+                            "claims": {"repository_owner_id": "2001"}});
+        assert!(lint(GITHUB, pinned).is_empty());
+    }
+
+    #[test]
+    fn job_project_claims_without_project_id() {
+        let url = "https://gitlab.example.com";
+        let w = lint(
+            url,
+            json!({"claims": {"job_project_id": "7", "namespace_id": "3"}}),
+        );
+        assert!(w.iter().any(|w| w.contains("fork")), "{w:?}");
+        let w = lint(
+            url,
+            json!({"claims": {"job_project_id": "7", "/project_id": "7"}}),
+        );
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn renamable_names_are_found_by_pointer_too() {
+        let w = lint(
+            GITHUB,
+            json!({"claims": {"/repository": "acme/api", "repository_owner_id": "2001"}}),
+        );
+        assert!(
+            w.iter().any(|w| w.contains("renamable `repository`")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn ghes_issuers_without_guarded_events() {
+        let w = lint(
+            "https://ghes.example/_services/token",
+            json!({"claims": {"repository_id": "1"}}),
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("url: ") && w.contains("guarded_events")),
+            "{w:?}"
+        );
+    }
 }

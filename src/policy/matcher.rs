@@ -273,6 +273,11 @@ impl Glob {
     fn literal_prefix(&self) -> &str {
         &self.prefix
     }
+
+    /// The glob as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
 }
 
 /// Stars may match nothing: a state on a star also stands past it.

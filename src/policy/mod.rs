@@ -1,5 +1,6 @@
 //! Trust policies: the documents admins write, their validation, and how a token is judged.
 
+pub mod claim_path;
 pub mod current;
 pub mod document;
 pub mod index;
@@ -7,6 +8,7 @@ pub mod issuer;
 pub mod lint;
 pub mod load;
 pub mod matcher;
+pub mod owner;
 pub mod parse;
 pub mod set;
 pub mod template;

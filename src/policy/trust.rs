@@ -1,24 +1,21 @@
 //! A trust policy, compiled: the matchers that admit a token and the grant it gets.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::claim_path::ClaimKey;
 use super::document::TrustPolicyDoc;
 use super::issuer::Issuer;
 use super::matcher::{Matcher, RegexCache, scalar_text};
+use super::owner::{self, SubjectPin};
 use super::template::Template;
 
-/// Claims that identify an owner by an immutable id: matching one exactly pins the owner.
-pub const OWNER_ID_CLAIMS: &[&str] = &[
-    "repository_owner_id",
-    "repository_id",
-    "namespace_id",
-    "project_id",
-    "terraform_organization_id",
-    "organization_id",
-    "owner_id",
-];
+pub use super::owner::OWNER_ID_CLAIMS;
+
+/// The claim that guarded events are about.
+const EVENT_NAME: &str = "event_name";
 
 /// Claims the broker sets itself; a policy may not map over them.
 pub const RESERVED_CLAIMS: &[&str] = &[
@@ -60,8 +57,12 @@ pub struct TrustPolicy {
     pub issuer: String,
     /// Matcher for `sub`.
     pub subject: Option<Matcher>,
-    /// Matchers for other claims, in name order.
-    pub claims: Vec<(String, Matcher)>,
+    /// Matchers for other claims (names or JSON Pointers), in the sorted order of their
+    /// keys as written.
+    pub claims: Vec<(ClaimKey, Matcher)>,
+    /// The issuer's guarded `event_name` values, when this policy does not match
+    /// `event_name` itself: a token with one of them is never admitted. `None`: no guard.
+    pub guarded_events: Option<Arc<[String]>>,
     /// The grant.
     pub grant: Grant,
 }
@@ -69,7 +70,7 @@ pub struct TrustPolicy {
 /// One check of one policy against one token, for explanations.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Check {
-    /// What was checked (`sub`, a claim name, `grant.subject`…).
+    /// What was checked (`sub`, a claim key as written, `guarded_events`, `grant.subject`…).
     pub check: String,
     /// What the policy expects.
     pub expected: String,
@@ -110,9 +111,10 @@ impl TrustPolicy {
         };
         let mut claims = Vec::with_capacity(doc.claims.len());
         for (name, m) in &doc.claims {
+            let key = ClaimKey::parse(name).map_err(|r| ("claims".to_owned(), r))?;
             let matcher = Matcher::compile_with(m, regexes)
                 .map_err(|r| ("claims".to_owned(), format!("{name}: {r}")))?;
-            claims.push((name.clone(), matcher));
+            claims.push((key, matcher));
         }
         if subject.is_none() && claims.is_empty() {
             return err(
@@ -123,11 +125,17 @@ impl TrustPolicy {
             );
         }
         let grant = compile_grant(doc, max_ttl)?;
+        // Matching `event_name` at all, with any matcher, is the explicit choice that lifts
+        // the guard: the policy's author has thought about which events it admits.
+        let chooses_events = claims.iter().any(|(key, _)| key.is(EVENT_NAME));
+        let guarded_events = (!chooses_events && !issuer.guarded_events.is_empty())
+            .then(|| issuer.guarded_events.clone());
         let policy = Self {
             name: doc.name.clone(),
             issuer: doc.issuer.clone(),
             subject,
             claims,
+            guarded_events,
             grant,
         };
         if issuer.shared && !policy.pins_owner() {
@@ -135,8 +143,8 @@ impl TrustPolicy {
                 "subject",
                 format!(
                     "issuer {:?} is shared (anyone can get a token from it): the policy must pin \
-                     an owner, by matching one of {} exactly or by a subject whose owner part \
-                     has no wildcard",
+                     an owner, by matching one of {} exactly, or by a subject whose owner part \
+                     has no wildcard or is `NAME@ID` with a literal id (`repo:*@2001/…`)",
                     issuer.name,
                     OWNER_ID_CLAIMS.join(", ")
                 ),
@@ -147,14 +155,19 @@ impl TrustPolicy {
 
     /// True when the policy admits only tokens of one owner (GCP's mandatory condition).
     pub fn pins_owner(&self) -> bool {
-        let by_id = self
-            .claims
-            .iter()
-            .any(|(name, m)| OWNER_ID_CLAIMS.contains(&name.as_str()) && m.is_exact());
-        let by_subject = self.subject.as_ref().is_some_and(|m| {
-            matches!(m, Matcher::Exact(_)) || owner_part_is_literal(&m.literal_prefix())
-        });
-        by_id || by_subject
+        self.pins_owner_id() || self.subject_pin() != SubjectPin::None
+    }
+
+    /// True when an owner-id claim is matched exactly.
+    pub fn pins_owner_id(&self) -> bool {
+        owner::pins_by_id_claim(self.claims.iter().map(|(k, m)| (k, m)))
+    }
+
+    /// How the subject matcher pins the owner (`None` without a subject matcher).
+    pub fn subject_pin(&self) -> SubjectPin {
+        self.subject
+            .as_ref()
+            .map_or(SubjectPin::None, owner::subject_pin)
     }
 
     /// Does this policy admit these claims? With `trace`, every check is recorded (and none
@@ -164,10 +177,13 @@ impl TrustPolicy {
         let checks = self
             .subject
             .iter()
-            .map(|m| ("sub", m))
-            .chain(self.claims.iter().map(|(n, m)| (n.as_str(), m)));
-        for (name, matcher) in checks {
-            let value = claims.get(name);
+            .map(|m| ("sub", claims.get("sub"), m))
+            .chain(
+                self.claims
+                    .iter()
+                    .map(|(key, m)| (key.written(), key.resolve(claims), m)),
+            );
+        for (name, value, matcher) in checks {
             let passed = value.is_some_and(|v| matcher.matches(v));
             if let Some(t) = trace.as_deref_mut() {
                 t.push(Check {
@@ -178,6 +194,22 @@ impl TrustPolicy {
                 });
             } else if !passed {
                 return false;
+            }
+            admitted &= passed;
+        }
+        if let Some(events) = &self.guarded_events {
+            let value = claims.get(EVENT_NAME);
+            let passed = !value.is_some_and(|v| is_guarded(v, events));
+            if let Some(t) = trace {
+                t.push(Check {
+                    check: "guarded_events".into(),
+                    expected: format!(
+                        "event_name is not one of {events:?} (the issuer guards them; this \
+                         policy does not match event_name)"
+                    ),
+                    actual: value.map(display_value),
+                    passed,
+                });
             }
             admitted &= passed;
         }
@@ -301,13 +333,13 @@ pub fn is_scope_token(s: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
-/// `kind:owner/…` or `kind:owner:…` with no wildcard up to and including the owner's end.
-fn owner_part_is_literal(prefix: &str) -> bool {
-    let Some((kind, rest)) = prefix.split_once(':') else {
-        return false;
-    };
-    let owner_len = rest.find(['/', ':']);
-    !kind.is_empty() && owner_len.is_some_and(|n| n > 0)
+/// An `event_name` the issuer guards (any element, for an array).
+fn is_guarded(value: &Value, events: &[String]) -> bool {
+    let one = |v: &Value| scalar_text(v).is_some_and(|t| events.iter().any(|e| *e == t));
+    match value {
+        Value::Array(items) => items.iter().any(one),
+        other => one(other),
+    }
 }
 
 fn display_value(v: &Value) -> String {
@@ -317,30 +349,176 @@ fn display_value(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{IssuerDoc, Limits, PolicySet};
+    use serde_json::json;
+
+    /// One policy over one issuer; `Err` holds the field and reason.
+    fn compile(issuer: Value, policy: Value) -> Result<Arc<TrustPolicy>, (String, String)> {
+        let mut issuer_doc = json!({"name": "i", "audiences": ["sts"]});
+        issuer_doc
+            .as_object_mut()
+            .unwrap()
+            .extend(issuer.as_object().unwrap().clone());
+        let issuer: IssuerDoc = serde_json::from_value(issuer_doc).unwrap();
+        let mut doc = json!({"name": "p", "issuer": "i", "grant": {"audience": ["api"]}});
+        doc.as_object_mut()
+            .unwrap()
+            .extend(policy.as_object().unwrap().clone());
+        let doc: TrustPolicyDoc = serde_json::from_value(doc).unwrap();
+        let limits = Limits {
+            max_ttl: Duration::from_secs(3600),
+            allow_insecure_loopback_issuers: false,
+        };
+        PolicySet::compile(&[issuer], &[doc], &limits)
+            .map(|set| set.policy("p").unwrap().clone())
+            .map_err(|mut e| {
+                let e = e.remove(0);
+                (e.field.unwrap_or_default(), e.reason)
+            })
+    }
+
+    fn admits(policy: &TrustPolicy, claims: Value) -> (bool, Vec<Check>) {
+        let claims = claims.as_object().unwrap().clone();
+        let mut checks = Vec::new();
+        let traced = policy.admits(&claims, Some(&mut checks));
+        assert_eq!(
+            traced,
+            policy.admits(&claims, None),
+            "traced and untraced agree"
+        );
+        (traced, checks)
+    }
+
+    const GITHUB: &str = "https://token.actions.githubusercontent.com";
 
     #[test]
-    fn owner_parts() {
-        assert!(owner_part_is_literal("repo:acme/"));
-        assert!(owner_part_is_literal("project_path:group/"));
-        assert!(owner_part_is_literal("organization:acme:"));
-        assert!(!owner_part_is_literal("repo:acme"));
-        assert!(!owner_part_is_literal("repo:"));
-        assert!(!owner_part_is_literal("repo:/"));
-        assert!(!owner_part_is_literal(""));
+    fn nested_claims_by_pointer() {
+        let p = compile(
+            json!({"url": "https://kubernetes.default.svc.cluster.local"}),
+            json!({"claims": {
+                "/kubernetes.io/namespace": "payments",
+                "/kubernetes.io/serviceaccount/name": {"glob": "deploy-*"},
+                "/groups/0": "ops",
+            }}),
+        )
+        .unwrap();
+        let token = json!({
+            "kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "deploy-web"}},
+            "groups": ["ops", "dev"],
+        });
+        let (ok, checks) = admits(&p, token.clone());
+        assert!(ok);
+        let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "/groups/0",
+                "/kubernetes.io/namespace",
+                "/kubernetes.io/serviceaccount/name"
+            ],
+            "explain shows the keys as written"
+        );
+        assert_eq!(checks[1].actual.as_deref(), Some("payments"));
+        // A path that leads nowhere is an absent claim.
+        let mut moved = token.clone();
+        moved["groups"] = json!(["dev", "ops"]);
+        assert!(!admits(&p, moved).0);
+        let (ok, checks) = admits(&p, json!({"kubernetes.io": "payments", "groups": ["ops"]}));
+        assert!(!ok);
+        assert_eq!(checks[1].actual, None);
+        // `kubernetes.io/namespace` without the leading `/` is one (absent) top-level name.
+        let plain = compile(
+            json!({"url": "https://k8s.example"}),
+            json!({"claims": {"kubernetes.io/namespace": "payments"}}),
+        )
+        .unwrap();
+        assert!(!admits(&plain, token).0);
+        assert!(admits(&plain, json!({"kubernetes.io/namespace": "payments"})).0);
     }
 
     #[test]
-    fn a_quantified_separator_does_not_pin_the_owner() {
-        let pins = |re: &str| {
-            let m =
-                Matcher::compile(&super::super::document::MatcherDoc::Regex(re.into())).unwrap();
-            owner_part_is_literal(&m.literal_prefix())
-        };
-        for bypass in ["repo:acme/+*.*", "repo:acme/+{0}.*", "repo:acme/{0,}.*"] {
-            assert!(!pins(bypass), "{bypass} must not pin the owner");
+    fn a_bad_pointer_is_refused_with_the_key_as_written() {
+        let (field, reason) = compile(
+            json!({"url": "https://k8s.example"}),
+            json!({"claims": {"/kubernetes.io/a~2b": "x"}}),
+        )
+        .unwrap_err();
+        assert_eq!(field, "claims");
+        assert!(reason.contains("\"/kubernetes.io/a~2b\""), "{reason}");
+    }
+
+    #[test]
+    fn a_pointer_to_an_owner_id_pins_the_owner() {
+        let shared = json!({"url": GITHUB, "shared": true});
+        let pinned = compile(
+            shared.clone(),
+            json!({"subject": {"glob": "**"}, "claims": {"/repository_owner_id": "2001"}}),
+        );
+        assert!(pinned.is_ok_and(|p| p.pins_owner_id()));
+        let nested = compile(
+            shared,
+            json!({"subject": {"glob": "**"}, "claims": {"/repository_owner_id/0": "2001"}}),
+        );
+        assert_eq!(nested.unwrap_err().0, "subject");
+    }
+
+    #[test]
+    fn guarded_events() {
+        let push = json!({"sub": "repo:acme/api:ref:refs/heads/main", "event_name": "push"});
+        let target = json!({"sub": "repo:acme/api:ref:refs/heads/main",
+                            "event_name": "pull_request_target"});
+        let subject = json!({"subject": "repo:acme/api:ref:refs/heads/main"});
+        let p = compile(json!({"url": GITHUB}), subject.clone()).unwrap();
+        assert!(admits(&p, push.clone()).0);
+        let (ok, checks) = admits(&p, target.clone());
+        assert!(
+            !ok,
+            "a policy that says nothing of event_name never admits a guarded event"
+        );
+        let guard = checks.last().unwrap();
+        assert_eq!(guard.check, "guarded_events");
+        assert_eq!(guard.actual.as_deref(), Some("pull_request_target"));
+        assert!(!guard.passed && checks[0].passed, "{checks:?}");
+        assert!(
+            !admits(
+                &p,
+                json!({"sub": push["sub"], "event_name": "workflow_run"})
+            )
+            .0
+        );
+        assert!(
+            !admits(
+                &p,
+                json!({"sub": push["sub"], "event_name": ["workflow_run"]})
+            )
+            .0
+        );
+        assert!(
+            admits(&p, json!({"sub": push["sub"]})).0,
+            "no event_name, no guard"
+        );
+        // Matching event_name, by name or by pointer and with any matcher, is the choice.
+        for choice in [
+            json!({"event_name": "pull_request_target"}),
+            json!({"/event_name": {"one_of": ["push", "pull_request_target"]}}),
+            json!({"event_name": {"glob": "*"}}),
+        ] {
+            let mut doc = subject.clone();
+            doc["claims"] = choice.clone();
+            let p = compile(json!({"url": GITHUB}), doc).unwrap();
+            assert!(p.guarded_events.is_none(), "{choice}");
+            let (ok, checks) = admits(&p, target.clone());
+            assert!(ok, "{choice}");
+            assert!(checks.iter().all(|c| c.check != "guarded_events"));
         }
-        assert!(pins("repo:acme/.*"));
-        assert!(pins("repo:acme/(api|web):.*"));
+        // Another issuer guards nothing unless told; told, it guards what it lists.
+        let other = compile(json!({"url": "https://gitlab.example"}), subject.clone()).unwrap();
+        assert!(other.guarded_events.is_none() && admits(&other, target.clone()).0);
+        let ghes = json!({"url": "https://ghes.example/_services/token",
+                          "guarded_events": ["pull_request_target"]});
+        assert!(!admits(&compile(ghes, subject.clone()).unwrap(), target.clone()).0);
+        let off = json!({"url": GITHUB, "guarded_events": []});
+        assert!(admits(&compile(off, subject).unwrap(), target).0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::helpers::{ADMIN_TOKEN, spawn_app};
 const BIN: &str = env!("CARGO_BIN_EXE_sts-broker");
 
 /// Runs the binary off the async runtime, with the test broker's URL and admin token.
-async fn run(args: Vec<String>, broker: Option<&str>) -> Output {
+pub async fn run(args: Vec<String>, broker: Option<&str>) -> Output {
     let broker = broker.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
         let mut cmd = std::process::Command::new(BIN);
@@ -26,7 +26,7 @@ async fn run(args: Vec<String>, broker: Option<&str>) -> Output {
     .unwrap()
 }
 
-fn stdout(o: &Output) -> String {
+pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 

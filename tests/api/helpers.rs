@@ -57,6 +57,8 @@ pub struct FakeIdp {
 
 struct IdpState {
     issuer: String,
+    /// Where the default discovery document says the keys are.
+    jwks_uri: String,
     jwks: std::sync::RwLock<Value>,
     discovery: std::sync::RwLock<Option<Value>>,
     mode: std::sync::RwLock<Mode>,
@@ -79,7 +81,15 @@ fn es256_key() -> (String, EncodingKey, Value) {
 }
 
 impl FakeIdp {
+    /// An issuer at the root of its origin, keys at `/jwks`.
     pub async fn start() -> Self {
+        Self::start_shaped("", "/jwks").await
+    }
+
+    /// An issuer at `issuer_path` under its origin (`/_services/token`, `/acme-enterprise`),
+    /// its discovery document under that path as OIDC Discovery says, and its keys at
+    /// `jwks_path` (an absolute path on the same origin).
+    pub async fn start_shaped(issuer_path: &str, jwks_path: &str) -> Self {
         let (es_kid, es_key, es_jwk) = es256_key();
         let rsa_der = pem_body(RSA_PEM);
         let rsa = RsaKeyPair::from_der(&rsa_der).unwrap();
@@ -99,11 +109,18 @@ impl FakeIdp {
             {"kty": "RSA", "kid": rsa_kid, "use": "sig", "alg": "RS256", "n": b64url(&n), "e": b64url(&e)},
         ]});
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let origin = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let url = format!("{origin}{issuer_path}");
+        let discovery_path = format!(
+            "{}/.well-known/openid-configuration",
+            issuer_path.trim_end_matches('/')
+        );
+        let jwks_path = jwks_path.to_owned();
         let discovery_hits = Arc::new(AtomicUsize::new(0));
         let jwks_hits = Arc::new(AtomicUsize::new(0));
         let state = web::Data::new(IdpState {
             issuer: url.clone(),
+            jwks_uri: format!("{origin}{jwks_path}"),
             jwks: std::sync::RwLock::new(jwks),
             discovery: std::sync::RwLock::new(None),
             mode: std::sync::RwLock::new(Mode::Normal),
@@ -115,11 +132,8 @@ impl FakeIdp {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .route(
-                    "/.well-known/openid-configuration",
-                    web::get().to(discovery),
-                )
-                .route("/jwks", web::get().to(jwks_route))
+                .route(&discovery_path, web::get().to(discovery))
+                .route(&jwks_path, web::get().to(jwks_route))
         })
         .workers(1)
         .listen(listener)
@@ -271,9 +285,8 @@ async fn discovery(state: web::Data<IdpState>) -> HttpResponse {
         return response;
     }
     let doc = state.discovery.read().unwrap().clone();
-    HttpResponse::Ok().json(doc.unwrap_or_else(
-        || json!({"issuer": state.issuer, "jwks_uri": format!("{}/jwks", state.issuer)}),
-    ))
+    HttpResponse::Ok()
+        .json(doc.unwrap_or_else(|| json!({"issuer": state.issuer, "jwks_uri": state.jwks_uri})))
 }
 
 async fn jwks_route(state: web::Data<IdpState>) -> HttpResponse {
@@ -352,7 +365,15 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// A broker with these policies (`{IDP}` is replaced by the fake issuer's URL).
 pub async fn spawn_app_full(policy_text: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let idp = FakeIdp::start().await;
+    spawn_app_for(FakeIdp::start().await, policy_text, tweak).await
+}
+
+/// A broker with these policies, whose fake issuer is `idp` (`{IDP}` is its URL).
+pub async fn spawn_app_for(
+    idp: FakeIdp,
+    policy_text: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();

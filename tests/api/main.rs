@@ -4,6 +4,7 @@
 mod admin;
 mod child;
 mod ci_client;
+mod ci_issuers;
 mod cli;
 mod connections;
 mod console;

@@ -52,7 +52,7 @@ impl Application {
     pub async fn build(mut config: Config, options: Options) -> anyhow::Result<Self> {
         crate::memory::purge_freed_memory_promptly();
         apply_dev_mode(&mut config, options)?;
-        let listener = TcpListener::bind(config.listen)
+        let listener = crate::http::listener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local = listener.local_addr()?;
         let tls = certificate_slot(&config)?;
@@ -310,7 +310,7 @@ fn http_server(
     };
     let mut servers = vec![server.run()];
     if let Some(addr) = config.metrics_listen {
-        let metrics_listener = TcpListener::bind(addr)
+        let metrics_listener = crate::http::listener::bind(addr)
             .with_context(|| format!("cannot listen on metrics_listen {addr}"))?;
         let local = metrics_listener.local_addr()?;
         listeners.push(metrics_listener.try_clone()?);

@@ -10,6 +10,7 @@ pub mod connections;
 mod console;
 mod health;
 mod introspect;
+pub mod listener;
 mod metadata;
 pub mod metrics_access;
 pub mod next_head;

@@ -46,9 +46,13 @@ async fn sigterm_answers_every_request_that_keep_alive_connections_sent() {
         let from = std::net::IpAddr::from([127, 0, 1, (i % 200) as u8 + 1]);
         let to = broker.addr;
         clients.push(tokio::spawn(async move {
-            let Ok(mut stream) = connect_from(from, to).await else {
-                tally.not_connected.fetch_add(1, Ordering::SeqCst);
-                return;
+            let mut stream = match connect_from(from, to).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    eprintln!("connecting from {from}: {e}");
+                    tally.not_connected.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
             };
             let mut buf = Vec::new();
             loop {

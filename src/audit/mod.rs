@@ -2,8 +2,10 @@
 //! change. How records are made durable, indexed and read is [`crate::trail`].
 
 mod bounds;
+pub mod claims;
 
 pub use bounds::{AUDIENCE_BYTES, IDENTIFIER_BYTES, SCOPE_BYTES, SCOPES, SUBJECT_BYTES, clip};
+pub use claims::{CLAIMS_BYTES, KeptClaims};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -55,7 +57,9 @@ pub struct AuditEvent {
     pub issued_jti: Option<String>,
     /// Issued `exp`.
     pub issued_exp: Option<i64>,
-    /// Further detail: requested audience and scopes, per-policy trace.
+    /// Further detail: requested audience and scopes, the validated inbound claims of an
+    /// exchange that reached a policy (`claims`, with `claims_dropped` when bounded),
+    /// per-policy trace.
     pub detail: Value,
 }
 

@@ -190,7 +190,7 @@ impl TokenExchange {
         ctx: &RequestContext,
     ) -> Result<Issued, ExchangeError> {
         let started = std::time::Instant::now();
-        let outcome = self.run(&self.policies.get(), req, ctx).await;
+        let mut outcome = self.run(&self.policies.get(), req, ctx).await;
         let labels = ExchangeLabels {
             result: if outcome.result.is_ok() {
                 "allow"
@@ -228,10 +228,11 @@ impl TokenExchange {
             Ok(t) => t,
             Err(e) => return Outcome::refused(Inbound::refused(&e), e.into()),
         };
-        let inbound = Inbound::validated(&token);
+        let mut inbound = Inbound::validated(&token);
         if let Err(wait) = self.check_subject_rate(&token) {
             return Outcome::refused(inbound, ExchangeError::RateLimited(wait));
         }
+        inbound.judged(&token);
         let decided = match decide(set, &token, req, None) {
             Ok(d) => d,
             Err(e) => {

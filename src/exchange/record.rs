@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::{ExchangeError, ExchangeRequest, Issued, RequestContext, Trace};
 use crate::audit::{
-    AUDIENCE_BYTES, AuditEvent, AuditKind, Decision, IDENTIFIER_BYTES, SCOPE_BYTES, SCOPES,
-    SUBJECT_BYTES, clip,
+    AUDIENCE_BYTES, AuditEvent, AuditKind, Decision, IDENTIFIER_BYTES, KeptClaims, SCOPE_BYTES,
+    SCOPES, SUBJECT_BYTES, claims, clip,
 };
 use crate::inbound::{InboundError, Validated};
 
@@ -20,6 +20,9 @@ pub(super) struct Inbound {
     /// `sub` and `jti`, once the token validated.
     sub: Option<String>,
     jti: Option<String>,
+    /// The validated claims, once a policy is about to judge them (what a preview decides
+    /// again); bounded.
+    claims: Option<KeptClaims>,
 }
 
 impl Inbound {
@@ -44,7 +47,13 @@ impl Inbound {
                 .jti
                 .as_deref()
                 .map(|j| clip(j, IDENTIFIER_BYTES).into_owned()),
+            claims: None,
         }
+    }
+
+    /// Keeps the token's claims: it passed every check before policy judgement.
+    pub(super) fn judged(&mut self, token: &Validated) {
+        self.claims = Some(claims::keep(&token.claims));
     }
 }
 
@@ -85,9 +94,15 @@ impl Outcome {
         }
     }
 
-    /// The audit record.
-    pub(super) fn record(&self, req: &ExchangeRequest, ctx: &RequestContext) -> AuditEvent {
+    /// The audit record. The kept claims move into it (they are not needed after).
+    pub(super) fn record(&mut self, req: &ExchangeRequest, ctx: &RequestContext) -> AuditEvent {
         let mut detail = request_detail(req);
+        if let Some(kept) = self.inbound.claims.take() {
+            detail["claims"] = kept.claims;
+            if let Some(dropped) = kept.dropped {
+                detail["claims_dropped"] = dropped;
+            }
+        }
         if let Some(trace) = &self.trace {
             if trace.omitted() > 0 {
                 detail["trace_omitted"] = trace.omitted().into();

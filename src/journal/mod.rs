@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use position::{MAX_RECORDS_PER_FRAME, MAX_SEGMENT_BYTES, Position};
-pub use reader::{Cursor, Entry};
+pub use reader::{Cursor, Entry, PositionReader};
 pub use writer::{Appended, JournalWriter};
 
 /// Smallest segment size accepted (tests use it; production wants megabytes).
@@ -210,7 +210,12 @@ impl JournalReader {
 
     /// The record at `position`.
     pub fn read(&self, position: Position) -> Result<Vec<u8>, JournalError> {
-        reader::read_at(&self.shared, position)
+        self.positions().read(position)
+    }
+
+    /// A reader of records by position (see [`PositionReader`]).
+    pub fn positions(&self) -> PositionReader {
+        PositionReader::new(self.shared.dir.clone())
     }
 
     /// The first sequence number still in the journal.

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::frame::{self, FrameError, Header};
@@ -227,9 +228,52 @@ impl Cursor {
     }
 }
 
-/// The record at `position`.
-pub fn read_at(shared: &Shared, position: Position) -> Result<Vec<u8>, JournalError> {
-    let path = segment::path(&shared.dir, position.segment);
+/// Reads records at their positions, keeping the frame read last: the records of one group
+/// commit share a frame, and the index lists them side by side, so a page of them reads and
+/// decompresses each frame once rather than once per record. Needs only the folder: it
+/// reads, never recovers or cuts, so it may read the journal of a running broker.
+pub struct PositionReader {
+    dir: PathBuf,
+    /// The frame last read.
+    last: Option<ReadFrame>,
+}
+
+impl PositionReader {
+    /// A reader of the journal in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir, last: None }
+    }
+
+    /// The journal's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The record at `position`.
+    pub fn read(&mut self, position: Position) -> Result<Vec<u8>, JournalError> {
+        let key = (position.segment, position.offset);
+        if self.last.as_ref().is_none_or(|(at, _)| *at != key) {
+            let records = read_frame_at(&self.dir, position)?;
+            self.last = Some((key, records));
+        }
+        let (_, records) = self.last.as_ref().expect("just read");
+        records
+            .get(usize::from(position.index))
+            .cloned()
+            .ok_or_else(|| JournalError::Corrupt {
+                path: segment::path(&self.dir, position.segment),
+                offset: u64::from(position.offset),
+                reason: format!("the frame holds no record {}", position.index),
+            })
+    }
+}
+
+/// A frame's place (segment, offset) and its records.
+type ReadFrame = ((u32, u32), Vec<Vec<u8>>);
+
+/// The records of the frame holding `position`.
+fn read_frame_at(dir: &Path, position: Position) -> Result<Vec<Vec<u8>>, JournalError> {
+    let path = segment::path(dir, position.segment);
     let file = File::open(&path).map_err(|e| JournalError::io(&path, e))?;
     let offset = u64::from(position.offset);
     let corrupt = |reason: String| JournalError::Corrupt {
@@ -240,10 +284,5 @@ pub fn read_at(shared: &Shared, position: Position) -> Result<Vec<u8>, JournalEr
     let frame = read_frame(&file, offset)
         .map_err(|e| corrupt(e.to_string()))?
         .ok_or_else(|| corrupt("no frame at this position".into()))?;
-    let records =
-        frame::records(&frame.header, &frame.payload).map_err(|e| corrupt(e.to_string()))?;
-    records
-        .into_iter()
-        .nth(usize::from(position.index))
-        .ok_or_else(|| corrupt(format!("the frame holds no record {}", position.index)))
+    frame::records(&frame.header, &frame.payload).map_err(|e| corrupt(e.to_string()))
 }

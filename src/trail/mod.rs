@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError};
 
 pub use indexer::IndexError;
-pub use queries::{AuditPage, AuditTrail, MAX_PAGE};
+pub use queries::{AuditPage, AuditTrail, MAX_PAGE, Whole};
 pub use writer::{AuditError, AuditWriter};
 
 use indexer::Indexer;

@@ -1,14 +1,15 @@
 //! Reading the audit trail: pages of records, newest first, and the records of one request,
 //! which are found as soon as the request was answered (read-your-decision).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
-use crate::journal::{JournalReader, Position};
+use crate::audit::{AuditEvent, AuditFilter, AuditKind, AuditRecord};
+use crate::journal::{JournalReader, Position, PositionReader};
 use crate::storage::{AuditRow, Storage, StorageError};
 
 /// Largest page of audit records.
@@ -39,12 +40,66 @@ pub(super) struct Journaled {
 /// Queries over the audit trail.
 pub struct AuditTrail {
     store: Arc<dyn Storage>,
+    /// The running broker's journal: queries wait for its indexer.
     journal: Option<Journaled>,
+    /// The journal's folder, where rows that keep part of their event find the rest.
+    files: Option<PathBuf>,
 }
+
+/// Which rows of a page need their whole event (read from the journal when the index keeps
+/// only part of it).
+pub type Whole = fn(&AuditEvent) -> bool;
 
 impl AuditTrail {
     pub(super) fn new(store: Arc<dyn Storage>, journal: Option<Journaled>) -> Self {
-        Self { store, journal }
+        let files = journal
+            .as_ref()
+            .map(|j| j.reader.positions().dir().to_owned());
+        Self {
+            store,
+            journal,
+            files,
+        }
+    }
+
+    /// The trail of a database some broker keeps, read from outside it (`policy diff
+    /// --database-url`): nothing is written, nothing waits for an indexer. `journal_dir` is
+    /// that broker's journal folder, if it has one.
+    pub fn read_only(store: Arc<dyn Storage>, journal_dir: Option<PathBuf>) -> Self {
+        Self {
+            store,
+            journal: None,
+            files: journal_dir,
+        }
+    }
+
+    /// Exchange records at or after `since`, newest first: a page of at most `limit` (≤
+    /// [`MAX_PAGE`]) older than `before_id`. Only rows that `whole` picks are completed from
+    /// the journal; the others keep what the index has. Keyset paging: each page is one
+    /// index range scan, however long the period.
+    pub async fn exchanges(
+        &self,
+        since: i64,
+        before_id: Option<i64>,
+        limit: u32,
+        whole: Whole,
+    ) -> Result<AuditPage, StorageError> {
+        if before_id.is_none() {
+            self.wait_indexed(LIST_WAIT).await;
+        }
+        let filter = AuditFilter {
+            since: Some(since),
+            kind: Some(AuditKind::Exchange),
+            before_id,
+            limit: limit.clamp(1, MAX_PAGE),
+            ..AuditFilter::default()
+        };
+        let rows = self.store.query_audit(&filter).await?;
+        let next = (rows.len() == filter.limit as usize)
+            .then(|| rows.last().map(|r| r.id))
+            .flatten();
+        let records = self.resolve(rows, whole).await?;
+        Ok(AuditPage { records, next })
     }
 
     /// The records matching `filter`, a page of at most `filter.limit` (≤ [`MAX_PAGE`]).
@@ -59,7 +114,7 @@ impl AuditTrail {
         let next = (rows.len() == filter.limit as usize)
             .then(|| rows.last().map(|r| r.id))
             .flatten();
-        let records = self.resolve(rows).await?;
+        let records = self.resolve(rows, |_| true).await?;
         Ok(AuditPage { records, next })
     }
 
@@ -70,7 +125,7 @@ impl AuditTrail {
         if rows.is_empty() && self.wait_indexed(READ_YOUR_DECISION).await {
             rows = self.store.audit_by_request(request_id).await?;
         }
-        self.resolve(rows).await
+        self.resolve(rows, |_| true).await
     }
 
     /// Waits, at most `limit`, until the index holds every record durable now; whether it
@@ -89,11 +144,17 @@ impl AuditTrail {
         tokio::time::timeout(limit, reached).await.is_ok()
     }
 
-    /// The whole events of rows that keep only part of theirs, read from the journal. A
-    /// record the journal no longer has (its files removed by hand) is shown as the index
-    /// keeps it, with the reason in its detail, rather than failing the whole page.
-    async fn resolve(&self, rows: Vec<AuditRow>) -> Result<Vec<AuditRecord>, StorageError> {
-        if rows.iter().all(|r| r.journal_position.is_none()) {
+    /// The whole events of rows that keep only part of theirs (those `whole` picks), read
+    /// from the journal. A record the journal no longer has (its files removed by hand) is
+    /// shown as the index keeps it, with the reason in its detail, rather than failing the
+    /// whole page.
+    async fn resolve(
+        &self,
+        rows: Vec<AuditRow>,
+        whole: Whole,
+    ) -> Result<Vec<AuditRecord>, StorageError> {
+        let partial = |r: &AuditRow| r.journal_position.is_some() && whole(&r.event);
+        if !rows.iter().any(partial) {
             return Ok(rows
                 .into_iter()
                 .map(|r| AuditRecord {
@@ -102,21 +163,23 @@ impl AuditTrail {
                 })
                 .collect());
         }
-        let reader = self.journal.as_ref().map(|j| j.reader.clone());
+        let mut reader = self.files.clone().map(PositionReader::new);
         tokio::task::spawn_blocking(move || {
             rows.into_iter()
                 .map(|row| {
                     let event = match row.journal_position {
-                        None => row.event,
-                        Some(packed) => match read_event(reader.as_ref(), packed) {
-                            Ok(event) => event,
-                            Err(reason) => {
-                                tracing::warn!(request_id = %row.event.request_id, error = %reason, "audit record not in the journal");
-                                let mut partial = row.event;
-                                partial.detail = json!({"journal_unavailable": reason});
-                                partial
+                        Some(packed) if whole(&row.event) => {
+                            match read_event(reader.as_mut(), packed) {
+                                Ok(event) => event,
+                                Err(reason) => {
+                                    tracing::warn!(request_id = %row.event.request_id, error = %reason, "audit record not in the journal");
+                                    let mut partial = row.event;
+                                    partial.detail = json!({"journal_unavailable": reason});
+                                    partial
+                                }
                             }
-                        },
+                        }
+                        _ => row.event,
                     };
                     AuditRecord { id: row.id, event }
                 })
@@ -127,7 +190,7 @@ impl AuditTrail {
     }
 }
 
-fn read_event(reader: Option<&JournalReader>, packed: i64) -> Result<AuditEvent, String> {
+fn read_event(reader: Option<&mut PositionReader>, packed: i64) -> Result<AuditEvent, String> {
     let reader = reader.ok_or("the record is in an audit journal, and none is configured")?;
     let position =
         Position::unpack(packed).ok_or(format!("journal position {packed} is not valid"))?;

@@ -23,6 +23,7 @@ use crate::mint::sealing::Kek;
 use crate::mint::{KeyManager, KeyPolicy, SigningKeys};
 use crate::policy::load::Bundle;
 use crate::policy::{CurrentPolicies, Kind, Limits, PolicySet};
+use crate::preview::Previews;
 use crate::ratelimit::ClientLimit;
 use crate::readiness::ReadinessProbe;
 use crate::revocation::Revocations;
@@ -79,6 +80,7 @@ impl Application {
             crate::trail::start(trail_options(&config), store.clone(), metrics.clone())
                 .await
                 .context("opening the audit trail")?;
+        let trail = Arc::new(trail);
         // Keys before policies: a wrong KEK must stop start-up before anything is written.
         let keys = Arc::new(
             SigningKeys::load(
@@ -149,7 +151,8 @@ impl Application {
                 config.jwks_max_age.0,
             )),
             readiness: web::Data::new(ReadinessProbe::new(store.clone(), audit, keys.clone())),
-            trail: web::Data::new(trail),
+            previews: web::Data::new(Previews::new(trail.clone())),
+            trail: web::Data::from(trail),
             client_limit: web::Data::new(ClientLimit::new(
                 config.rate_limit_per_client,
                 metrics.clone(),
@@ -219,6 +222,7 @@ struct Services {
     keys: web::Data<SigningKeys>,
     revocations: web::Data<Revocations>,
     trail: web::Data<AuditTrail>,
+    previews: web::Data<Previews>,
     authenticator: web::Data<Authenticator>,
     metadata: web::Data<Metadata>,
     readiness: web::Data<ReadinessProbe>,
@@ -279,6 +283,7 @@ fn http_server(
             .app_data(s.keys)
             .app_data(s.revocations)
             .app_data(s.trail)
+            .app_data(s.previews)
             .app_data(s.authenticator)
             .app_data(s.metadata)
             .app_data(s.readiness)

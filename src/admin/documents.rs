@@ -143,6 +143,42 @@ impl Parsed {
     }
 }
 
+/// One change of a candidate set: a document, or the removal of one.
+enum Candidate {
+    Put(Box<Parsed>),
+    Delete(Kind, String),
+}
+
+impl Candidate {
+    fn parse(change: Value) -> Result<Self, AdminError> {
+        let invalid = |m: &str| AdminError::Invalid(vec![m.to_owned()]);
+        let kind = change
+            .get("kind")
+            .and_then(Value::as_str)
+            .and_then(Kind::parse)
+            .ok_or_else(|| invalid("kind: must be Issuer or TrustPolicy"))?;
+        let Some(delete) = change.get("delete") else {
+            return Parsed::parse(kind, change, None).map(|p| Candidate::Put(Box::new(p)));
+        };
+        if delete != &Value::Bool(true) {
+            return Err(invalid("delete: must be true (or absent)"));
+        }
+        let object = change.as_object().expect("has a field");
+        if let Some(other) = object
+            .keys()
+            .find(|k| !["kind", "name", "delete"].contains(&k.as_str()))
+        {
+            return Err(AdminError::Invalid(vec![format!(
+                "{other}: unknown field (a deletion has only kind, name and delete)"
+            )]));
+        }
+        match object.get("name").and_then(Value::as_str) {
+            Some(name) if !name.is_empty() => Ok(Candidate::Delete(kind, name.to_owned())),
+            _ => Err(invalid("name: missing field")),
+        }
+    }
+}
+
 impl Documents {
     /// The documents in `store`, compiled into the set `policies` holds; `overlay` documents
     /// are in force too but never stored.
@@ -366,6 +402,50 @@ impl Documents {
         self.commit(&changes, set, actor, "apply", detail).await?;
         report.applied = true;
         Ok(report)
+    }
+
+    /// The policy set `changes` would put in force, validated as an apply validates them
+    /// (the same parser, the same compile, errors with their field paths): each document
+    /// replaces the stored one of its kind and name, and `{"kind", "name", "delete": true}`
+    /// removes one. Nothing is stored.
+    pub async fn candidate(&self, changes: Vec<Value>) -> Result<PolicySet, AdminError> {
+        let mut parsed = Vec::with_capacity(changes.len());
+        let mut errors = Vec::new();
+        for (i, change) in changes.into_iter().enumerate() {
+            match Candidate::parse(change) {
+                Ok(c) => parsed.push(c),
+                Err(AdminError::Invalid(e)) => {
+                    errors.extend(e.into_iter().map(|e| format!("document {i}: {e}")))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(AdminError::Invalid(errors));
+        }
+        let mut docs = self.store.documents().await?;
+        for (i, change) in parsed.into_iter().enumerate() {
+            match change {
+                Candidate::Put(p) => (*p).place(&mut docs),
+                Candidate::Delete(kind, name) => {
+                    let before = docs.issuers.len() + docs.policies.len();
+                    match kind {
+                        Kind::Issuer => docs.issuers.retain(|d| d.name != name),
+                        Kind::TrustPolicy => docs.policies.retain(|d| d.name != name),
+                    }
+                    if before == docs.issuers.len() + docs.policies.len() {
+                        errors.push(format!(
+                            "document {i}: no stored {} named {name:?} to delete",
+                            kind.as_str()
+                        ));
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(AdminError::Invalid(errors));
+        }
+        self.compile_with_overlay(&docs)
     }
 
     /// Recompiles the policy set from the stored documents plus the `--dev` overlay, as

@@ -36,6 +36,8 @@ pub struct PolicyTrace {
 pub struct Trace {
     /// Bounded for the audit record, or complete for explain.
     bounded: bool,
+    /// Whether checks are recorded at all (not for a preview, which needs only outcomes).
+    keeps_checks: bool,
     policies: Vec<PolicyTrace>,
     /// Serialized bytes of `policies` so far (bounded traces only).
     bytes: usize,
@@ -56,9 +58,19 @@ impl Trace {
         Self::new(true)
     }
 
+    /// Only which policy denied, no checks: the index's candidates, as the exchange
+    /// evaluates them (an impact preview, which decides thousands of exchanges again).
+    pub fn outcomes() -> Self {
+        Self {
+            keeps_checks: false,
+            ..Self::new(true)
+        }
+    }
+
     fn new(bounded: bool) -> Self {
         Self {
             bounded,
+            keeps_checks: true,
             policies: Vec::new(),
             bytes: 0,
             omitted: 0,
@@ -73,6 +85,9 @@ impl Trace {
 
     /// Whether the next policy's checks are still recorded.
     pub(crate) fn wants_checks(&self) -> bool {
+        if !self.keeps_checks {
+            return false;
+        }
         !self.bounded
             || (self.policies.len() < RECORDED_POLICIES && self.bytes < RECORDED_TRACE_BYTES)
     }

@@ -22,6 +22,7 @@ mod metadata;
 mod parsing;
 mod policies;
 mod postgres;
+mod preview;
 mod replicas;
 mod shutdown;
 mod storage;

@@ -43,6 +43,15 @@ function summary(r) {
         h('td', {}, c.after.reason || '—'));
     }), { id: 'preview-changes' }));
   }
+  const policies = Object.entries(r.by_policy || {});
+  if (policies.length) {
+    parts.push(table(['Policy', 'No longer admits', 'Newly admits', 'For example'], policies.map(([name, p]) =>
+      h('tr', {},
+        h('td', {}, h('code', {}, name)),
+        h('td', {}, String(p.lost)),
+        h('td', {}, String(p.gained)),
+        h('td', {}, (p.examples || []).map((id) => h('code', {}, id, ' ')))))), { id: 'preview-policies' }));
+  }
   return h('div', { id: 'preview-result' }, parts);
 }
 

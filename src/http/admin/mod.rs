@@ -7,10 +7,11 @@ mod explain;
 mod extract;
 mod failure;
 mod keys;
+mod preview;
 mod revocations;
 mod whoami;
 
-use actix_web::web;
+use actix_web::{guard, web};
 
 use crate::mint::KeyChange;
 use crate::policy::Kind;
@@ -23,6 +24,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/v1")
             .app_data(extract::json_config())
+            // Before `/policies/{name}`, and only for POST: a policy named `preview` is
+            // still read, replaced and deleted at its own path.
+            .service(
+                web::resource("/policies/preview")
+                    .guard(guard::Post())
+                    .to(preview::preview),
+            )
             .route(
                 "/issuers",
                 web::get().to(|r, d, i| documents::list(r, d, i, Issuer)),

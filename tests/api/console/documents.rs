@@ -132,8 +132,8 @@ async fn policies_are_listed_searched_and_saved_with_errors_at_their_field() {
         text_with(&c, "#notes pre.diff", "+   ttl: 5m").await;
         assert!(c.find(css(".problem")).await.is_err(), "problems cleared");
         click(&c, "#run-preview").await;
-        // Until the broker offers the preview, the console says it is unavailable.
-        find(&c, "#preview-unavailable, #preview-result").await;
+        // The recorded decisions re-decided under the edit: a ttl changes none of them.
+        text_with(&c, "#preview-result", "0 would change").await;
         click(&c, "#save").await;
         text_with(&c, ".meta", "v2").await;
         text_with(&c, "#yaml", "ttl: 5m").await;

@@ -201,7 +201,8 @@ impl Config {
         // address (`--broker`), so one shell can run both `serve` and the clients.
         let env = Env::prefixed(ENV_PREFIX)
             .split("__")
-            .filter(|key| !matches!(key.as_str(), "config" | "url"));
+            // Keys arrive as written (`URL`): compared without case, as figment maps them.
+            .filter(|key| !(key == "config" || key == "url"));
         let mut config: Config = figment
             .merge(env)
             .extract()

@@ -8,10 +8,12 @@ use clap::{Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
 mod client;
+mod diff;
 mod exchange;
 mod keys;
 mod policy;
 mod subject_token;
+mod unified;
 
 use crate::config::Config;
 use crate::startup::{Application, Options};
@@ -81,13 +83,28 @@ enum PolicyCommand {
         #[arg(long)]
         strict: bool,
     },
-    /// Show what `apply` would change on a running broker.
+    /// Show what `apply` would change, each document as a unified diff of its YAML. Exit 0
+    /// when nothing would change, 1 when something would, 2 when it cannot tell.
     Diff {
         /// Folder of YAML documents.
         dir: PathBuf,
         /// Also list stored documents that are not in DIR as deletions.
         #[arg(long)]
         prune: bool,
+        /// Also decide the exchanges recorded since then again under DIR and show what
+        /// would flip: a duration back from now (`7d`, `24h`) or an RFC 3339 time.
+        #[arg(long, value_name = "SINCE")]
+        impact: Option<String>,
+        /// The most recorded exchanges `--impact` looks at (default 10000).
+        #[arg(long, requires = "impact")]
+        limit: Option<u64>,
+        /// Compare with this database directly (read only) instead of a running broker.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// With `--database-url`: the broker's audit journal folder (default: from
+        /// `--config`, else `audit-journal` beside an SQLite file).
+        #[arg(long, requires = "database_url", value_name = "DIR")]
+        journal_dir: Option<PathBuf>,
         #[command(flatten)]
         broker: BrokerArgs,
     },
@@ -244,8 +261,26 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve { dev } => serve(cli.config, dev).await,
         Command::Policy { command } => match command {
             PolicyCommand::Lint { dir, strict } => policy::lint(cli.config, &dir, strict),
-            PolicyCommand::Diff { dir, prune, broker } => {
-                policy::apply(&dir, prune, true, &broker).await
+            PolicyCommand::Diff {
+                dir,
+                prune,
+                impact,
+                limit,
+                database_url,
+                journal_dir,
+                broker,
+            } => {
+                diff::run(diff::DiffArgs {
+                    dir,
+                    prune,
+                    impact,
+                    limit,
+                    database_url,
+                    journal_dir,
+                    config: cli.config,
+                    broker,
+                })
+                .await
             }
             PolicyCommand::Apply { dir, prune, broker } => {
                 policy::apply(&dir, prune, false, &broker).await

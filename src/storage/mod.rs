@@ -381,6 +381,16 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     Some(options.get_filename().to_owned())
 }
 
+/// Opens the existing database `url` to read only (no migrations, no writes): for tools that
+/// look at a broker's database from outside it.
+pub async fn open_read_only(url: &str) -> Result<Arc<dyn Storage>, StorageError> {
+    match url.split_once(':').map(|(scheme, _)| scheme) {
+        Some("sqlite") => Ok(Arc::new(SqliteStore::open_read_only(url).await?)),
+        Some("postgres" | "postgresql") => Ok(Arc::new(PostgresStore::open_read_only(url).await?)),
+        _ => Err(StorageError::Unsupported),
+    }
+}
+
 /// Opens (creating if needed) the database `url` and applies its migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Storage>, StorageError> {
     match url.split_once(':').map(|(scheme, _)| scheme) {

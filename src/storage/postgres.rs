@@ -68,6 +68,25 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Connects to `url` to read only: no migrations, and every transaction read-only, so
+    /// a tool pointed at a live database cannot change it.
+    pub async fn open_read_only(url: &str) -> Result<Self, StorageError> {
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("sts-broker (read-only)")
+            .options([
+                ("statement_timeout", STATEMENT_TIMEOUT),
+                ("default_transaction_read_only", "on"),
+            ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
 #[async_trait]
 impl Storage for PostgresStore {
     async fn documents(&self) -> Result<StoredDocuments, StorageError> {

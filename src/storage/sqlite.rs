@@ -64,6 +64,27 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Opens the existing database `url` to read only: not created, not migrated, and
+    /// SQLite refuses any write on these connections (a tool reading a broker's file).
+    pub async fn open_read_only(url: &str) -> Result<Self, StorageError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(false)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await?;
+        let audit = AuditConnection::open_read_only(options.get_filename())?;
+        Ok(Self {
+            pool,
+            audit: Arc::new(Mutex::new(audit)),
+        })
+    }
+}
+
 #[async_trait]
 impl Storage for SqliteStore {
     async fn documents(&self) -> Result<StoredDocuments, StorageError> {

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OpenFlags, params};
 
 use super::IndexEntry;
 use crate::audit::AuditEvent;
@@ -51,6 +51,16 @@ impl AuditConnection {
         // Appends touch only the right edges of the table and its indexes, a few dozen
         // pages; the default 2 MB cache would only fill with pages already written.
         conn.pragma_update(None, "cache_size", AUDIT_CACHE_KIB)?;
+        Ok(Self {
+            conn,
+            full_sync: true,
+        })
+    }
+
+    /// Opens the database at `path` to read only: every write through it fails.
+    pub fn open_read_only(path: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
         Ok(Self {
             conn,
             full_sync: true,

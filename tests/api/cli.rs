@@ -98,14 +98,15 @@ async fn diff_then_apply_then_prune_against_a_running_broker() {
         Some(&app.address),
     )
     .await;
+    // Something would change: exit 1, as `git diff --exit-code`.
     assert_eq!(
         diff.status.code(),
-        Some(0),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&diff.stderr)
     );
     assert!(
-        stdout(&diff).contains("+ TrustPolicy/from-git"),
+        stdout(&diff).contains("+name: from-git"),
         "{}",
         stdout(&diff)
     );

@@ -8,6 +8,7 @@ mod ci_issuers;
 mod cli;
 mod connections;
 mod console;
+mod diff;
 mod end_to_end;
 mod exchange;
 mod fuzz;

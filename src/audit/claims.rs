@@ -191,4 +191,96 @@ mod tests {
         let marker = serde_json::to_vec(&kept.dropped).unwrap().len();
         assert!(marker < 2048, "{marker}");
     }
+
+    /// The claims of a GitHub Actions token for a push to main, as GitHub issues them.
+    fn github_actions(run: u64) -> Map<String, Value> {
+        // What differs from run to run: ids, commits, times.
+        let sha = || uuid::Uuid::new_v4().simple().to_string() + "0badc0de";
+        let v = json!({
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "sub": "repo:acme/api:ref:refs/heads/main",
+            "aud": "https://sts.example.com",
+            "ref": "refs/heads/main", "sha": sha(),
+            "repository": "acme/api", "repository_owner": "acme",
+            "repository_owner_id": "2001", "repository_id": "892174522",
+            "repository_visibility": "private",
+            "run_id": format!("{}", 12_000_000_000u64 + run * 7919), "run_number": format!("{}", 400 + run),
+            "run_attempt": "1", "actor_id": "583231", "actor": "octocat",
+            "workflow": "deploy", "head_ref": "", "base_ref": "", "event_name": "push",
+            "ref_protected": "true", "ref_type": "branch",
+            "workflow_ref": "acme/api/.github/workflows/deploy.yml@refs/heads/main",
+            "workflow_sha": sha(),
+            "job_workflow_ref": "acme/api/.github/workflows/deploy.yml@refs/heads/main",
+            "job_workflow_sha": sha(),
+            "runner_environment": "github-hosted",
+            "iss": "https://token.actions.githubusercontent.com",
+            "nbf": 1_796_000_000 + run * 13, "exp": 1_796_000_600 + run * 13,
+            "iat": 1_796_000_300 + run * 13,
+        });
+        v.as_object().unwrap().clone()
+    }
+
+    /// An allowed exchange's record, as `exchange::record` builds it, with or without claims.
+    fn record(run: u64, with_claims: bool) -> crate::audit::AuditEvent {
+        let claims = github_actions(run);
+        let mut detail =
+            json!({"audience": "https://deploy.internal", "scope": null, "policy": null});
+        if with_claims {
+            detail["claims"] = keep(&claims).claims;
+        }
+        crate::audit::AuditEvent {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            time: 1_796_000_300 + run as i64,
+            kind: crate::audit::AuditKind::Exchange,
+            decision: Some(crate::audit::Decision::Allow),
+            reason: "issued".into(),
+            client_addr: Some("10.1.2.3".into()),
+            policy: Some("api-deploy".into()),
+            inbound_iss: Some("https://token.actions.githubusercontent.com".into()),
+            inbound_sub: Some("repo:acme/api:ref:refs/heads/main".into()),
+            inbound_jti: claims["jti"].as_str().map(str::to_owned),
+            issued_jti: Some(uuid::Uuid::new_v4().to_string()),
+            issued_exp: Some(1_796_000_900),
+            detail,
+        }
+    }
+
+    /// Bytes per record in the journal, without and with claims: the JSON each record is,
+    /// and its share of a zstd level-1 frame of 64 records (the journal's codec), and the
+    /// cost of keeping the claims. `cargo test --lib bytes_per_record -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement: prints numbers"]
+    fn bytes_per_record() {
+        const GROUP: u64 = 64;
+        for with_claims in [false, true] {
+            let encoded: Vec<Vec<u8>> = (0..GROUP)
+                .map(|run| serde_json::to_vec(&record(run, with_claims)).unwrap())
+                .collect();
+            let plain: Vec<u8> = encoded
+                .iter()
+                .flat_map(|r| {
+                    (r.len() as u32)
+                        .to_le_bytes()
+                        .into_iter()
+                        .chain(r.iter().copied())
+                })
+                .collect();
+            let compressed = zstd::bulk::compress(&plain, 1).unwrap();
+            println!(
+                "claims kept: {with_claims:5}  JSON {:5} B/record  in a frame of {GROUP}: {:4} B/record",
+                encoded[0].len(),
+                compressed.len() as u64 / GROUP
+            );
+        }
+        let claims = github_actions(7);
+        let rounds = 100_000;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(keep(std::hint::black_box(&claims)));
+        }
+        println!(
+            "keep(): {:.2} µs per exchange",
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds)
+        );
+    }
 }

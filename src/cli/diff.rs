@@ -39,11 +39,41 @@ pub struct DiffArgs {
     pub broker: BrokerArgs,
 }
 
-/// One document as compared: its kind, name and body (the JSON the broker stores).
+/// One document as compared: its kind, name, body (the JSON the broker stores) and YAML.
 struct Doc {
     kind: Kind,
     name: String,
     body: Value,
+    yaml: String,
+}
+
+impl Doc {
+    /// A document read into its type: YAML in the type's field order (`name` first).
+    fn typed<T: serde::Serialize>(kind: Kind, name: &str, doc: &T) -> Self {
+        let body = serde_json::to_value(doc).unwrap_or(Value::Null);
+        let fields = serde_yaml_ng::to_string(doc).unwrap_or_default();
+        Self::new(kind, name, body, &fields)
+    }
+
+    /// A stored body that no longer reads as its type: compared and shown as it is.
+    fn raw(kind: Kind, name: &str, body: Value) -> Self {
+        let fields = serde_yaml_ng::to_string(&body).unwrap_or_default();
+        Self::new(kind, name, body, &fields)
+    }
+
+    fn new(kind: Kind, name: &str, body: Value, fields: &str) -> Self {
+        let yaml = format!(
+            "kind: {}\n{}",
+            kind.as_str(),
+            fields.trim_start_matches("---\n")
+        );
+        Self {
+            kind,
+            name: name.to_owned(),
+            body,
+            yaml,
+        }
+    }
 }
 
 /// Runs `policy diff`.
@@ -99,32 +129,23 @@ fn read_dir(dir: &Path) -> Result<Bundle, String> {
 }
 
 fn local_docs(bundle: &Bundle) -> Vec<Doc> {
-    let issuers = bundle.issuers.iter().map(|(d, _)| Doc {
-        kind: Kind::Issuer,
-        name: d.name.clone(),
-        body: serde_json::to_value(d).unwrap_or(Value::Null),
-    });
-    let policies = bundle.policies.iter().map(|(d, _)| Doc {
-        kind: Kind::TrustPolicy,
-        name: d.name.clone(),
-        body: serde_json::to_value(d).unwrap_or(Value::Null),
-    });
+    let issuers = (bundle.issuers.iter()).map(|(d, _)| Doc::typed(Kind::Issuer, &d.name, d));
+    let policies = (bundle.policies.iter()).map(|(d, _)| Doc::typed(Kind::TrustPolicy, &d.name, d));
     issuers.chain(policies).collect()
 }
 
 /// A stored body as this version writes it: read into the document type and written back,
 /// so that fields an older version wrote differently (defaults, order) do not show as
 /// changes. A body that no longer reads is compared as it is.
-fn normalized(kind: Kind, body: Value) -> Value {
-    let again = match kind {
+fn stored_doc(kind: Kind, name: &str, body: Value) -> Doc {
+    let typed = match kind {
         Kind::Issuer => {
-            serde_json::from_value::<IssuerDoc>(body.clone()).and_then(serde_json::to_value)
+            serde_json::from_value::<IssuerDoc>(body.clone()).map(|d| Doc::typed(kind, name, &d))
         }
-        Kind::TrustPolicy => {
-            serde_json::from_value::<TrustPolicyDoc>(body.clone()).and_then(serde_json::to_value)
-        }
+        Kind::TrustPolicy => serde_json::from_value::<TrustPolicyDoc>(body.clone())
+            .map(|d| Doc::typed(kind, name, &d)),
     };
-    again.unwrap_or(body)
+    typed.unwrap_or_else(|_| Doc::raw(kind, name, body))
 }
 
 async fn stored_from_database(store: &dyn Storage) -> Result<Vec<Doc>, String> {
@@ -134,11 +155,11 @@ async fn stored_from_database(store: &dyn Storage) -> Result<Vec<Doc>, String> {
             .list_documents(kind)
             .await
             .map_err(|e| format!("reading the stored documents: {e}"))?;
-        docs.extend(listed.into_iter().map(|d| Doc {
-            kind,
-            name: d.name,
-            body: normalized(kind, d.body),
-        }));
+        docs.extend(
+            listed
+                .into_iter()
+                .map(|d| stored_doc(kind, &d.name, d.body)),
+        );
     }
     Ok(docs)
 }
@@ -155,11 +176,7 @@ async fn stored_from_broker(broker: &BrokerArgs) -> Result<Vec<Doc>, String> {
         for item in answer["items"].as_array().into_iter().flatten() {
             let body = item["document"].clone();
             let name = body["name"].as_str().unwrap_or_default().to_owned();
-            docs.push(Doc {
-                kind,
-                name,
-                body: normalized(kind, body),
-            });
+            docs.push(stored_doc(kind, &name, body));
         }
     }
     Ok(docs)
@@ -174,10 +191,10 @@ fn print_document_diffs(dir: &Path, local: &[Doc], stored: &[Doc], prune: bool) 
     let (mut created, mut updated, mut deleted) = (0, 0, 0);
     for doc in local {
         let label = format!("{}/{}", doc.kind.as_str(), doc.name);
-        let old = find(stored, doc).map(|i| yaml(&stored[i]));
-        let new = yaml(doc);
-        match &old {
-            Some(old) if *old == new => continue,
+        let old = find(stored, doc).map(|i| &stored[i].yaml);
+        let new = &doc.yaml;
+        match old {
+            Some(old) if old == new => continue,
             Some(_) => updated += 1,
             None => created += 1,
         }
@@ -188,8 +205,8 @@ fn print_document_diffs(dir: &Path, local: &[Doc], stored: &[Doc], prune: bool) 
         print!(
             "{}",
             unified::diff(
-                old.as_deref().unwrap_or(""),
-                &new,
+                old.map_or("", String::as_str),
+                new,
                 &old_name,
                 &format!("{}/{label}", dir.display())
             )
@@ -199,7 +216,7 @@ fn print_document_diffs(dir: &Path, local: &[Doc], stored: &[Doc], prune: bool) 
         for doc in stored.iter().filter(|s| find(local, s).is_none()) {
             deleted += 1;
             let label = format!("stored/{}/{}", doc.kind.as_str(), doc.name);
-            print!("{}", unified::diff(&yaml(doc), "", &label, "/dev/null"));
+            print!("{}", unified::diff(&doc.yaml, "", &label, "/dev/null"));
         }
     }
     let total = created + updated + deleted;
@@ -211,16 +228,6 @@ fn print_document_diffs(dir: &Path, local: &[Doc], stored: &[Doc], prune: bool) 
         );
     }
     total > 0
-}
-
-/// A document as YAML, `kind` first, then its fields as the broker stores them.
-fn yaml(doc: &Doc) -> String {
-    let fields = serde_yaml_ng::to_string(&doc.body).unwrap_or_default();
-    format!(
-        "kind: {}\n{}",
-        doc.kind.as_str(),
-        fields.trim_start_matches("---\n")
-    )
 }
 
 /// The candidate documents as the preview API takes them: DIR's, and with `--prune` a

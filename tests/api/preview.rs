@@ -336,3 +336,46 @@ async fn previews_read_the_audit_trail_on_postgres() {
     assert_eq!(answer["evaluated"], 4);
     assert_eq!(answer["skipped"], 2);
 }
+
+/// Records re-decided per second, through the real server: `cargo test --test api
+/// preview::redecide_rate -- --ignored --nocapture` (add `--release` for a release build).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: prints numbers"]
+async fn redecide_rate() {
+    let app = spawn_app().await;
+    let total = 4000;
+    let started = std::time::Instant::now();
+    for batch in 0..total / 50 {
+        let exchanges = (0..50).map(|i| {
+            let n = batch * 50 + i;
+            let claims = app
+                .idp
+                .claims_with(json!({"run_attempt": if n % 3 == 0 { "3" } else { "1" }}));
+            exchange(&app, claims, Some("https://deploy.internal"))
+        });
+        futures_util::future::join_all(exchanges).await;
+    }
+    println!(
+        "recorded {total} exchanges in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let narrowed = branches_read("repo:acme/web:ref:refs/heads/*");
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        let (status, answer) = preview(
+            &app,
+            json!({"documents": [narrowed.clone()], "since": "1h", "limit": 100_000}),
+        )
+        .await;
+        let seconds = started.elapsed().as_secs_f64();
+        assert_eq!(status, 200, "{answer}");
+        let evaluated = answer["evaluated"].as_u64().unwrap();
+        println!(
+            "round {round}: {evaluated} re-decided, {} skipped, {} changed, truncated {} in {seconds:.2} s: {:.0} records/s",
+            answer["skipped"],
+            answer["changed"].as_array().unwrap().len(),
+            answer["truncated"],
+            evaluated as f64 / seconds
+        );
+    }
+}

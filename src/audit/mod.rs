@@ -143,6 +143,12 @@ pub struct AuditFilter {
     pub kind: Option<AuditKind>,
     /// Page cursor: events older than this id.
     pub before_id: Option<i64>,
+    /// Newest first by time (then id) rather than by id, the cursor being `before_time` with
+    /// `before_id`: the time index then bounds each page's scan to `since`, however much
+    /// older log there is (by id, a page that `since` leaves short reads to the log's start).
+    pub by_time: bool,
+    /// With `by_time`: the page cursor's time.
+    pub before_time: Option<i64>,
     /// Page size.
     pub limit: u32,
 }

@@ -120,20 +120,23 @@ pub async fn scan(
     let started = Instant::now();
     let mut impact = Impact::default();
     let mut seen: u32 = 0;
-    let mut before_id = None;
+    let mut cursor = None;
     loop {
         let want = PAGE.min(scope.limit - seen);
-        let page = trail
-            .exchanges(scope.since, before_id, want, is_judged)
+        let records = trail
+            .exchanges(scope.since, cursor, want, is_judged)
             .await?;
-        seen += page.records.len() as u32;
+        let full = records.len() == want as usize;
+        seen += records.len() as u32;
+        let next = records.last().map(|r| (r.event.time, r.id));
         let (current, candidate) = (current.clone(), candidate.clone());
         let decided =
-            tokio::task::spawn_blocking(move || decide_page(page.records, &current, &candidate))
+            tokio::task::spawn_blocking(move || decide_page(records, &current, &candidate))
                 .await
                 .map_err(|e| StorageError::Corrupt(format!("the preview stopped: {e}")))?;
         impact.merge(decided);
-        let Some(next) = page.next else {
+        // A short page is the period's last.
+        let Some(next) = next.filter(|_| full) else {
             return Ok(impact);
         };
         if seen >= scope.limit || started.elapsed() >= scope.budget {
@@ -141,11 +144,10 @@ pub async fn scan(
             impact.truncated = !trail
                 .exchanges(scope.since, Some(next), 1, |_| false)
                 .await?
-                .records
                 .is_empty();
             return Ok(impact);
         }
-        before_id = Some(next);
+        cursor = Some(next);
     }
 }
 

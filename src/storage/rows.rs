@@ -185,11 +185,24 @@ where
     if let Some(kind) = filter.kind {
         q.push(" AND kind = ").push_bind(kind.as_str().to_owned());
     }
-    if let Some(before) = filter.before_id {
-        q.push(" AND id < ").push_bind(before);
+    if filter.by_time {
+        if let (Some(time), Some(id)) = (filter.before_time, filter.before_id) {
+            q.push(" AND (time < ")
+                .push_bind(time)
+                .push(" OR (time = ")
+                .push_bind(time)
+                .push(" AND id < ")
+                .push_bind(id)
+                .push("))");
+        }
+        q.push(" ORDER BY time DESC, id DESC LIMIT ");
+    } else {
+        if let Some(before) = filter.before_id {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ");
     }
-    q.push(" ORDER BY id DESC LIMIT ")
-        .push_bind(i64::from(filter.limit));
+    q.push_bind(i64::from(filter.limit));
     q
 }
 

@@ -73,33 +73,32 @@ impl AuditTrail {
         }
     }
 
-    /// Exchange records at or after `since`, newest first: a page of at most `limit` (≤
-    /// [`MAX_PAGE`]) older than `before_id`. Only rows that `whole` picks are completed from
-    /// the journal; the others keep what the index has. Keyset paging: each page is one
-    /// index range scan, however long the period.
+    /// Exchange records at or after `since`, newest first by time: a page of at most
+    /// `limit` (≤ [`MAX_PAGE`]) before `cursor` (the time and id of the previous page's
+    /// last record). Only rows that `whole` picks are completed from the journal; the
+    /// others keep what the index has. Keyset paging over the time index: each page is one
+    /// bounded range scan, however long the period or old the log.
     pub async fn exchanges(
         &self,
         since: i64,
-        before_id: Option<i64>,
+        cursor: Option<(i64, i64)>,
         limit: u32,
         whole: Whole,
-    ) -> Result<AuditPage, StorageError> {
-        if before_id.is_none() {
+    ) -> Result<Vec<AuditRecord>, StorageError> {
+        if cursor.is_none() {
             self.wait_indexed(LIST_WAIT).await;
         }
         let filter = AuditFilter {
             since: Some(since),
             kind: Some(AuditKind::Exchange),
-            before_id,
+            by_time: true,
+            before_time: cursor.map(|(time, _)| time),
+            before_id: cursor.map(|(_, id)| id),
             limit: limit.clamp(1, MAX_PAGE),
             ..AuditFilter::default()
         };
         let rows = self.store.query_audit(&filter).await?;
-        let next = (rows.len() == filter.limit as usize)
-            .then(|| rows.last().map(|r| r.id))
-            .flatten();
-        let records = self.resolve(rows, whole).await?;
-        Ok(AuditPage { records, next })
+        self.resolve(rows, whole).await
     }
 
     /// The records matching `filter`, a page of at most `filter.limit` (≤ [`MAX_PAGE`]).

@@ -337,6 +337,40 @@ async fn previews_read_the_audit_trail_on_postgres() {
     assert_eq!(answer["skipped"], 2);
 }
 
+#[tokio::test]
+async fn a_preview_pages_through_the_period_in_keyset_pages() {
+    let app = spawn_app().await;
+    // More than one page of 500, many of them in the same second: the cursor is (time, id).
+    let mut logs = Vec::new();
+    for batch in 0..17 {
+        let exchanges = (0..30).map(|i| {
+            let audience = if (batch * 30 + i) % 10 == 0 {
+                "https://logs.internal"
+            } else {
+                "https://deploy.internal"
+            };
+            exchange(&app, app.idp.claims(), Some(audience))
+        });
+        for (i, (id, ok)) in futures_util::future::join_all(exchanges)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert!(ok);
+            if (batch * 30 + i) % 10 == 0 {
+                logs.push(id);
+            }
+        }
+    }
+    let narrowed = branches_read("repo:acme/web:ref:refs/heads/*");
+    let (status, answer) = preview(&app, json!({"documents": [narrowed], "since": "1h"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["evaluated"], 510, "{}", answer["truncated"]);
+    assert_eq!(answer["truncated"], false);
+    logs.sort();
+    assert_eq!(changed_ids(&answer), logs);
+}
+
 /// Records re-decided per second, through the real server: `cargo test --test api
 /// preview::redecide_rate -- --ignored --nocapture` (add `--release` for a release build).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,6 +404,7 @@ async fn redecide_rate() {
         let seconds = started.elapsed().as_secs_f64();
         assert_eq!(status, 200, "{answer}");
         let evaluated = answer["evaluated"].as_u64().unwrap();
+        assert_eq!(evaluated, total as u64, "{}", answer["truncated"]);
         println!(
             "round {round}: {evaluated} re-decided, {} skipped, {} changed, truncated {} in {seconds:.2} s: {:.0} records/s",
             answer["skipped"],

@@ -51,6 +51,24 @@ pub enum TrailError {
     /// The database did not answer.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The index holds records the journal does not: acknowledged records were lost from
+    /// the journal (damage cut as if it were a torn tail, files restored from an older
+    /// copy). New records would reuse sequence numbers the index already holds.
+    #[error(
+        "the audit index holds records of journal {journal} up to number {indexed}, but the \
+         journal in {dir} ends at {durable}: records that were acknowledged are missing from it. \
+         Restore the journal folder, or move it aside to start a new journal"
+    )]
+    JournalBehindIndex {
+        /// The journal's id.
+        journal: String,
+        /// Its folder.
+        dir: std::path::PathBuf,
+        /// The index's high-water mark.
+        indexed: u64,
+        /// The last record in the journal.
+        durable: u64,
+    },
     /// A thread could not be started.
     #[error("starting the audit threads: {0}")]
     Thread(#[from] std::io::Error),
@@ -83,7 +101,16 @@ pub async fn start(
             .map_err(|e| std::io::Error::other(e.to_string()))??
     };
     let journal_id = reader.id();
-    let from = match store.journal_mark(&journal_id).await? {
+    let mark = store.journal_mark(&journal_id).await?;
+    if let Some(indexed) = mark.filter(|&m| m > reader.durable_seq()) {
+        return Err(TrailError::JournalBehindIndex {
+            journal: journal_id,
+            dir: journal_options.dir.clone(),
+            indexed,
+            durable: reader.durable_seq(),
+        });
+    }
+    let from = match mark {
         Some(mark) => mark + 1,
         None => reader.first_seq(),
     };

@@ -268,6 +268,7 @@ fn http_server(
     };
     let internal_metrics = metrics_access(Place::Internal);
     let metrics = services.metrics.clone();
+    let readiness = services.readiness.clone();
     // actix counts connections per worker; the workers together hold at most the cap.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let on_connect = connections.clone();
@@ -317,6 +318,7 @@ fn http_server(
         let metrics_server = HttpServer::new(move || {
             App::new()
                 .app_data(metrics.clone())
+                .app_data(readiness.clone())
                 .app_data(internal_metrics.clone())
                 .wrap(middleware::from_fn(crate::http::request_id::assign))
                 .configure(crate::http::metrics_access::routes)

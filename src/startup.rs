@@ -29,7 +29,7 @@ use crate::revocation::Revocations;
 use crate::storage::{self, DocumentChange};
 use crate::sync::ReplicaSync;
 use crate::tls::CertificateSlot;
-use crate::trail::{AuditTrail, TrailOptions};
+use crate::trail::{AuditTrail, DurableWrite, TrailOptions};
 use sts_jose::cache::{CachePolicy, Discovery, Refresh};
 use sts_jose::fetch::Fetcher;
 
@@ -346,14 +346,16 @@ fn trail_options(config: &Config) -> TrailOptions {
             "database_outage_grace is deprecated and ignored: the audit journal covers database outages"
         );
     }
+    let durable_write = match config.audit_journal_dir() {
+        Some(dir) => DurableWrite::Journal(crate::journal::JournalOptions {
+            dir,
+            segment_bytes: config.audit_journal_segment_size,
+            durability: config.audit_durability,
+        }),
+        None => DurableWrite::Database(config.audit_durability),
+    };
     TrailOptions {
-        journal: config
-            .audit_journal_dir()
-            .map(|dir| crate::journal::JournalOptions {
-                dir,
-                segment_bytes: config.audit_journal_segment_size,
-                durability: config.audit_durability,
-            }),
+        durable_write,
         retention: config.audit_retention.0,
     }
 }

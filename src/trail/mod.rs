@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::journal::{self, JournalError, JournalOptions};
+use crate::journal::{self, Durability, JournalError, JournalOptions};
 use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError};
 
@@ -33,10 +33,19 @@ use sink::Sink;
 /// How the trail is kept.
 #[derive(Debug, Clone)]
 pub struct TrailOptions {
-    /// The journal, or `None` for the database commit as the durable write.
-    pub journal: Option<JournalOptions>,
+    /// What makes a record durable.
+    pub durable_write: DurableWrite,
     /// How long records are kept.
     pub retention: Duration,
+}
+
+/// What makes an audit record durable.
+#[derive(Debug, Clone)]
+pub enum DurableWrite {
+    /// An append to the journal (the database is its index).
+    Journal(JournalOptions),
+    /// The database commit itself (PostgreSQL without a journal), as durable as this says.
+    Database(Durability),
 }
 
 /// Why the trail could not start.
@@ -83,16 +92,20 @@ pub async fn start(
     metrics: Arc<Metrics>,
 ) -> Result<(AuditWriter, AuditTrail), TrailError> {
     let runtime = Handle::current();
-    let Some(journal_options) = options.journal else {
-        let sink = Sink::Database {
-            store: store.clone(),
-            runtime,
-        };
-        retention::spawn(store.clone(), None, options.retention);
-        return Ok((
-            AuditWriter::spawn(sink, metrics)?,
-            AuditTrail::new(store, None),
-        ));
+    let journal_options = match options.durable_write {
+        DurableWrite::Journal(journal) => journal,
+        DurableWrite::Database(durability) => {
+            let sink = Sink::Database {
+                store: store.clone(),
+                durable: durability == Durability::Fsync,
+                runtime,
+            };
+            retention::spawn(store.clone(), None, options.retention);
+            return Ok((
+                AuditWriter::spawn(sink, metrics)?,
+                AuditTrail::new(store, None),
+            ));
+        }
     };
     let (writer, reader) = {
         let options = journal_options.clone();

@@ -31,7 +31,7 @@ pub struct CaseResult {
     pub name: String,
     /// The file of its document.
     pub file: String,
-    /// The line where its document starts.
+    /// The line of its name (or where its document starts).
     pub line: usize,
     /// What differed, or why its document is invalid; `None`: passed.
     pub failure: Option<String>,
@@ -50,7 +50,8 @@ impl Suite {
                 Entry {
                     name: name_of(origin),
                     file: origin.file.display().to_string(),
-                    line: origin.line,
+                    // The line of its name, not of the comments above the document.
+                    line: origin.line_of(Some("name")),
                     case,
                 }
             })

@@ -124,7 +124,11 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_NAME_BYTES {
         return Err(format!("longer than {MAX_NAME_BYTES} bytes"));
     }
-    if name.chars().any(char::is_control) {
+    // Line and paragraph separators are not control characters, but break lines too.
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
         return Err("must be one line without control characters".into());
     }
     Ok(())

@@ -230,3 +230,124 @@ fn why(trace: &Trace) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::policy::Limits;
+    use crate::policy::load::Bundle;
+    use crate::policy::test_case;
+
+    const POLICIES: &str = "kind: Issuer\nname: gh\nurl: https://token.actions.githubusercontent.com\naudiences: [sts]\n---\nkind: TrustPolicy\nname: deploy\nissuer: gh\nsubject: repo:acme/api:ref:refs/heads/main\nclaims:\n  repository_id: \"42\"\ngrant:\n  audience: [api, web]\n  scopes: [deploy:write]\n  ttl: 10m\n  claims: {groups: \"{groups}\"}\n";
+
+    const MINTING: Minting = Minting {
+        issuer_url: String::new(),
+        lifetimes: crate::exchange::Lifetimes {
+            default_ttl: Duration::from_secs(900),
+            max_ttl: Duration::from_secs(3600),
+        },
+    };
+
+    fn set() -> PolicySet {
+        let limits = Limits {
+            max_ttl: Duration::from_secs(3600),
+            allow_insecure_loopback_issuers: false,
+        };
+        Bundle::parse_str(Path::new("p.yaml"), POLICIES)
+            .unwrap()
+            .compile_over(&[], &[], &limits)
+            .unwrap()
+    }
+
+    /// The case of a test whose claims and request are `claims` and `request` (JSON).
+    fn case(claims: Value, request: Value) -> Result<Case, String> {
+        let text = format!(
+            "kind: PolicyTest\nname: t\nissuer: gh\nclaims: {claims}\nrequest: {request}\nexpect: {{decision: allow}}\n"
+        );
+        let loaded = Bundle::read_text(Path::new("t.yaml"), &text);
+        let origin = &loaded.tests[0];
+        let doc = test_case::read(origin).map_err(|e| e.to_string())?;
+        Case::compile(doc, origin, &set(), 5_000).map_err(|e| e.to_string())
+    }
+
+    fn main() -> Value {
+        json!({"sub": "repo:acme/api:ref:refs/heads/main", "repository_id": 42, "groups": ["a", "b"]})
+    }
+
+    #[test]
+    fn the_decision_and_token_are_the_servers() {
+        let with = |extra: Value| {
+            let mut c = main();
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c
+        };
+        let run =
+            |claims: Value, request: Value| case(claims, request).unwrap().run(&set(), &MINTING);
+        // now: the claims' iat; exp: capped by the subject token's.
+        let actual = run(
+            with(json!({"iat": 1000, "exp": 1300})),
+            json!({"audience": "web"}),
+        );
+        let token = actual.token.unwrap();
+        assert_eq!(actual.decision, Decision::Allow);
+        assert_eq!((&token["iat"], &token["exp"]), (&json!(1000), &json!(1300)));
+        assert_eq!(token["sub"], "gh:repo:acme/api:ref:refs/heads/main");
+        assert_eq!(
+            token["groups"],
+            json!(["a", "b"]),
+            "a one-claim template copies the value"
+        );
+        assert_eq!(token["scope"], "deploy:write");
+        // Without iat, the wall clock; without exp, the policy's ttl.
+        let token = run(main(), json!({"audience": "api"})).token.unwrap();
+        assert_eq!((&token["iat"], &token["exp"]), (&json!(5000), &json!(5600)));
+        // Denials carry the server's reason code and the policy they are filed under.
+        let denied = run(main(), json!({}));
+        assert_eq!(
+            (denied.reason, denied.policy.as_deref()),
+            ("audience_required", Some("deploy"))
+        );
+        let denied = run(main(), json!({"audience": "api", "scope": "deploy:admin"}));
+        assert_eq!(denied.reason, "scope_not_granted");
+        let denied = run(
+            with(json!({"repository_id": "43"})),
+            json!({"audience": "api"}),
+        );
+        assert_eq!((denied.reason, denied.policy), ("not_admitted", None));
+        assert_eq!(
+            denied.why,
+            ["policy deploy: repository_id expected equals \"42\", got \"43\""]
+        );
+    }
+
+    #[test]
+    fn what_a_validated_token_cannot_be_is_refused() {
+        let no_sub = json!({"repository_id": "42"});
+        assert!(
+            case(no_sub, json!({}))
+                .unwrap_err()
+                .starts_with("t.yaml:4: claims.sub:")
+        );
+        let bad_scope = json!({"scope": "deploy\"write"});
+        assert!(
+            case(main(), bad_scope)
+                .unwrap_err()
+                .starts_with("t.yaml:5: request.scope:")
+        );
+        let text = "kind: PolicyTest\nname: t\nissuer: gh\nnow: yesterday\nclaims: {sub: x}\nexpect: {decision: deny}\n";
+        let loaded = Bundle::read_text(Path::new("t.yaml"), text);
+        let doc = test_case::read(&loaded.tests[0]).unwrap();
+        let e = Case::compile(doc, &loaded.tests[0], &set(), 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:4: now: expected an RFC 3339 time or Unix seconds"
+        );
+    }
+}

@@ -105,6 +105,15 @@ pub fn read(origin: &Origin) -> Result<PolicyTestDoc, LoadError> {
     if doc.expect.decision == Decision::Deny && doc.expect.token.is_some() {
         return Err(origin.error_at("expect.token", "a denied exchange issues no token"));
     }
+    if doc
+        .expect
+        .token
+        .as_ref()
+        .is_some_and(|t| t.contains_key("jti"))
+    {
+        // Expecting one would make a case that can never pass.
+        return Err(origin.error_at("expect.token.jti", "every issued token gets a new jti"));
+    }
     Ok(doc)
 }
 
@@ -191,6 +200,10 @@ mod tests {
             (
                 CASE.replace("decision: allow", "decision: deny"),
                 "t.yaml:11: expect.token: a denied exchange issues no token",
+            ),
+            (
+                CASE.replace("aud: [api]", "aud: [api], jti: j"),
+                "t.yaml:11: expect.token.jti: every issued token gets a new jti",
             ),
             (
                 CASE.replace(

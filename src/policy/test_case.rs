@@ -103,7 +103,7 @@ pub fn read(origin: &Origin) -> Result<PolicyTestDoc, LoadError> {
     let doc: PolicyTestDoc = parse::from_yaml(origin.text()).map_err(|e| origin.locate(e))?;
     check_name(&doc.name).map_err(|reason| origin.error_at("name", reason))?;
     if doc.expect.decision == Decision::Deny && doc.expect.token.is_some() {
-        return Err(origin.error_at("expect.token", "a denied exchange issues no token"));
+        return Err(origin.error_at("expect.token", "a denied exchange gets no token"));
     }
     if doc
         .expect
@@ -199,7 +199,7 @@ mod tests {
             ),
             (
                 CASE.replace("decision: allow", "decision: deny"),
-                "t.yaml:11: expect.token: a denied exchange issues no token",
+                "t.yaml:11: expect.token: a denied exchange gets no token",
             ),
             (
                 CASE.replace("aud: [api]", "aud: [api], jti: j"),

@@ -333,7 +333,7 @@ pub fn is_scope_token(s: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
-/// A requested `scope` (RFC 6749 §3.3: space-separated scope tokens), duplicates dropped,
+/// A requested `scope` (RFC 6749 §3.3: space-separated scope tokens), repeats dropped,
 /// order kept; `None` when a token holds a character the RFC does not allow. `/token`,
 /// explain and `policy test` read a request's scope with this one function.
 pub fn requested_scopes(text: &str) -> Option<Vec<String>> {

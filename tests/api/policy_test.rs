@@ -410,7 +410,7 @@ async fn the_broker_and_apply_skip_test_documents() {
 }
 
 #[tokio::test]
-async fn the_expected_token_is_the_token_that_token_issues() {
+async fn the_expected_token_is_what_token_really_mints() {
     let app = spawn_app().await;
     let claims = app.idp.claims();
     let response = app

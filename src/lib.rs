@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod mint;
 pub mod policy;
 pub mod preview;
+pub mod proof;
 pub mod ratelimit;
 pub mod readiness;
 pub mod revocation;

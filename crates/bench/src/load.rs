@@ -176,8 +176,13 @@ pub async fn single(addr: SocketAddr, request: &[u8]) -> Result<Duration, String
     Ok(t0.elapsed())
 }
 
-/// One request on a new connection; the `X-Request-Id` of its (checked) answer.
-pub async fn single_with_id(addr: SocketAddr, request: &[u8]) -> Result<String, String> {
+/// One request on a new connection; the `X-Request-Id` of its answer, which must have the
+/// HTTP status `status`.
+pub async fn single_with_id(
+    addr: SocketAddr,
+    request: &[u8],
+    status: &str,
+) -> Result<String, String> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -196,7 +201,7 @@ pub async fn single_with_id(addr: SocketAddr, request: &[u8]) -> Result<String, 
         read_more(&mut conn).await?;
     };
     let head = String::from_utf8_lossy(&conn.buf[..head_end]).into_owned();
-    if head.get(9..12) != Some("200") {
+    if head.get(9..12) != Some(status) {
         return Err(format!("status {}", head.get(9..12).unwrap_or("???")));
     }
     head.lines()

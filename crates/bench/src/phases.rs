@@ -337,16 +337,28 @@ impl Run<'_> {
             let mut worst = Duration::ZERO;
             let mut samples = 0;
             let deadline = Instant::now() + self.args.phase();
+            // The probe is a denial (an audience no policy grants): at peak thousands of
+            // allowed records a second would push it out of any page of the newest records
+            // before the list could show it, while denials are the probe's alone, so
+            // `decision=deny` finds it on the first page as soon as it is indexed.
+            let denied: Vec<Minted> = tokens
+                .iter()
+                .map(|m| Minted {
+                    token: m.token.clone(),
+                    audience: "https://no-such-api.bench.example".into(),
+                })
+                .collect();
+            let probes = load::requests(child.addr, &denied);
             while samples == 0 || Instant::now() + Duration::from_secs(1) < deadline {
-                let probe_request = &requests[samples % requests.len()];
-                let Ok(id) = load::single_with_id(child.addr, probe_request).await else {
+                let probe_request = &probes[samples % probes.len()];
+                let Ok(id) = load::single_with_id(child.addr, probe_request, "400").await else {
                     break;
                 };
                 let answered = Instant::now();
                 loop {
                     let listed = load::get_with_bearer(
                         child.addr,
-                        "/admin/v1/audit?limit=500",
+                        "/admin/v1/audit?decision=deny&limit=50",
                         child::BENCH_TOKEN,
                     )
                     .await

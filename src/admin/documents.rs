@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use super::{AdminError, Precondition};
 use crate::audit::{Actor, AuditEvent};
-use crate::policy::{CurrentPolicies, IssuerDoc, Kind, Limits, PolicySet, TrustPolicyDoc};
+use crate::policy::{
+    CurrentPolicies, GitHubAppDoc, IssuerDoc, Kind, Limits, PolicySet, TrustPolicyDoc,
+};
 use crate::storage::{DocumentChange, Storage, StoredDocument, StoredDocuments};
 use crate::time::rfc3339;
 use crate::trail::AuditWriter;
@@ -71,6 +73,7 @@ pub struct ApplyReport {
 enum Parsed {
     Issuer(IssuerDoc),
     Policy(TrustPolicyDoc),
+    App(GitHubAppDoc),
 }
 
 impl Parsed {
@@ -103,6 +106,7 @@ impl Parsed {
             Kind::TrustPolicy => {
                 Parsed::Policy(crate::policy::parse::from_json(body).map_err(fail)?)
             }
+            Kind::GitHubApp => Parsed::App(crate::policy::parse::from_json(body).map_err(fail)?),
         })
     }
 
@@ -110,6 +114,7 @@ impl Parsed {
         match self {
             Parsed::Issuer(d) => &d.name,
             Parsed::Policy(d) => &d.name,
+            Parsed::App(d) => &d.name,
         }
     }
 
@@ -117,6 +122,7 @@ impl Parsed {
         match self {
             Parsed::Issuer(_) => Kind::Issuer,
             Parsed::Policy(_) => Kind::TrustPolicy,
+            Parsed::App(_) => Kind::GitHubApp,
         }
     }
 
@@ -124,6 +130,7 @@ impl Parsed {
         match self {
             Parsed::Issuer(d) => serde_json::to_value(d),
             Parsed::Policy(d) => serde_json::to_value(d),
+            Parsed::App(d) => serde_json::to_value(d),
         }
         .unwrap_or(Value::Null)
     }
@@ -138,6 +145,10 @@ impl Parsed {
             Parsed::Policy(d) => {
                 docs.policies.retain(|x| x.name != d.name);
                 docs.policies.push(d);
+            }
+            Parsed::App(d) => {
+                docs.apps.retain(|x| x.name != d.name);
+                docs.apps.push(d);
             }
         }
     }
@@ -259,6 +270,7 @@ impl Documents {
         match kind {
             Kind::Issuer => docs.issuers.retain(|d| d.name != name),
             Kind::TrustPolicy => docs.policies.retain(|d| d.name != name),
+            Kind::GitHubApp => docs.apps.retain(|d| d.name != name),
         }
         let set = self.compile_with_overlay(&docs)?;
         let change = DocumentChange {
@@ -295,14 +307,16 @@ impl Documents {
                     errors.extend(e.into_iter().map(|e| format!("document {i}: {e}")))
                 }
                 Some(Err(e)) => return Err(e),
-                None => errors.push(format!("document {i}: kind must be Issuer or TrustPolicy")),
+                None => errors.push(format!(
+                    "document {i}: kind must be Issuer, TrustPolicy or GitHubApp"
+                )),
             }
         }
         if !errors.is_empty() {
             return Err(AdminError::Invalid(errors));
         }
         let _write = self.writes.lock().await;
-        let stored: Vec<StoredDocument> = [Kind::Issuer, Kind::TrustPolicy]
+        let stored: Vec<StoredDocument> = [Kind::GitHubApp, Kind::Issuer, Kind::TrustPolicy]
             .into_iter()
             .map(|k| self.store.list_documents(k))
             .collect::<futures_util::future::TryJoinAll<_>>()
@@ -386,7 +400,7 @@ impl Documents {
         let mut policies = docs.policies.clone();
         issuers.extend(self.overlay.issuers.iter().cloned());
         policies.extend(self.overlay.policies.iter().cloned());
-        PolicySet::compile(&issuers, &policies, &self.limits)
+        PolicySet::compile_with_apps(&docs.apps, &issuers, &policies, &self.limits)
             .map_err(|errs| AdminError::Invalid(errs.iter().map(ToString::to_string).collect()))
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{ExchangeError, ExchangeRequest, Trace};
 use crate::inbound::Validated;
+use crate::policy::github::{AUDIENCE_PREFIX, GitHubGrant, GitHubRequest, Refusal};
 use crate::policy::trust::Rendered;
 use crate::policy::{Check, PolicySet, TrustPolicy};
 
@@ -19,6 +20,9 @@ pub struct Decided {
     pub scopes: Vec<String>,
     /// Issued subject (unprefixed) and mapped claims.
     pub rendered: Rendered,
+    /// For a `github` grant: what GitHub is asked for (`audience` is then the target as
+    /// asked, `github:OWNER[/REPO]`, and `scopes` the permissions as `NAME:LEVEL`).
+    pub github: Option<GitHubRequest>,
 }
 
 /// Chooses the policy for a validated token. With `policy`, only that one is evaluated;
@@ -83,6 +87,9 @@ fn judge(
     }
     let rendered = policy.render(&token.claims, checks).ok_or(None)?;
     let grant = &policy.grant;
+    if let Some(github) = &grant.github {
+        return judge_github(policy, github, req, rendered).map_err(Some);
+    }
     let audience = match &req.audience {
         Some(a) if grant.audience.contains(a) => a.clone(),
         Some(_) => return Err(Some(ExchangeError::InvalidTarget)),
@@ -99,5 +106,44 @@ fn judge(
         audience,
         scopes,
         rendered,
+        github: None,
+    })
+}
+
+/// A policy that grants a GitHub token: the audience names the target (`github:OWNER` or
+/// `github:OWNER/REPO`; in the octo-sts shape also without the prefix), the scopes narrow
+/// the permissions.
+fn judge_github(
+    policy: &Arc<TrustPolicy>,
+    grant: &GitHubGrant,
+    req: &ExchangeRequest,
+    rendered: Rendered,
+) -> Result<Decided, ExchangeError> {
+    let target = match req.audience.as_deref() {
+        None => None,
+        Some(a) => match a.strip_prefix(AUDIENCE_PREFIX) {
+            Some(target) => Some(target),
+            None if req.bare_github_target => Some(a),
+            None => return Err(ExchangeError::InvalidTarget),
+        },
+    };
+    let request = grant
+        .narrow(target, req.scopes.as_deref())
+        .map_err(|refusal| match refusal {
+            Refusal::Target => ExchangeError::InvalidTarget,
+            Refusal::Scope => ExchangeError::InvalidScope,
+        })?;
+    let audience = match &request.repositories {
+        Some(repos) if repos.len() == 1 && target.is_some_and(|t| t.contains('/')) => {
+            format!("{AUDIENCE_PREFIX}{}/{}", request.owner, repos[0])
+        }
+        _ => format!("{AUDIENCE_PREFIX}{}", request.owner),
+    };
+    Ok(Decided {
+        policy: policy.clone(),
+        audience,
+        scopes: request.scopes(),
+        rendered,
+        github: Some(request),
     })
 }

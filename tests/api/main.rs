@@ -11,6 +11,7 @@ mod console;
 mod end_to_end;
 mod exchange;
 mod fuzz;
+mod github_app;
 mod hardening;
 mod helpers;
 mod hostile;

@@ -312,4 +312,45 @@ mod tests {
             "{w:?}"
         );
     }
+
+    #[test]
+    fn github_grants_of_every_repository_or_of_ci_itself_are_warned_about() {
+        let app: crate::policy::GitHubAppDoc =
+            serde_json::from_value(json!({"name": "bot", "app_id": 1, "private_key_env": "K"}))
+                .unwrap();
+        let issuer: IssuerDoc = serde_json::from_value(
+            json!({"name": "i", "url": "https://ci.example", "audiences": ["sts"]}),
+        )
+        .unwrap();
+        let warned = |github: Value| {
+            let doc: TrustPolicyDoc = serde_json::from_value(json!({"name": "p", "issuer": "i",
+                "subject": "s", "claims": {"repository_owner_id": "1"}, "grant": {"github": github}}))
+            .unwrap();
+            let limits = Limits {
+                max_ttl: Duration::from_secs(3600),
+                allow_insecure_loopback_issuers: false,
+                read_app_keys: false,
+            };
+            let set = PolicySet::compile_with_apps(
+                std::slice::from_ref(&app),
+                std::slice::from_ref(&issuer),
+                &[doc],
+                &limits,
+            )
+            .unwrap();
+            warnings(&set)
+                .into_iter()
+                .map(|w| w.field.unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        let narrow = json!({"app": "bot", "owner": "acme", "repositories": ["api"],
+                            "permissions": {"contents": "write"}});
+        assert!(warned(narrow.clone()).is_empty());
+        let mut every = narrow.clone();
+        every.as_object_mut().unwrap().remove("repositories");
+        assert_eq!(warned(every), ["grant.github"]);
+        let mut workflows = narrow;
+        workflows["permissions"] = json!({"workflows": "write"});
+        assert_eq!(warned(workflows), ["grant.github.permissions"]);
+    }
 }

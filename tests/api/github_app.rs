@@ -313,6 +313,10 @@ async fn an_owner_without_the_app_is_an_invalid_target() {
     let records = t.app.audit_records(&id).await;
     assert_eq!(records[0]["reason"], "github_refused");
     assert_eq!(records[0]["detail"]["github"]["github_status"], 422);
+    // GitHub refusing the app itself (401: a key it does not know) is no different.
+    t.github.set_mode(Mode::Status(401));
+    let response = t.exchange("deploy", Some("github:acme/api"), None).await;
+    expect_error(response, 400, "invalid_target").await;
 }
 
 #[tokio::test]

@@ -17,6 +17,9 @@ pub const DEFAULT_API_URL: &str = "https://api.github.com";
 /// A PEM key file is a few kilobytes; anything much larger is not one.
 const MAX_KEY_BYTES: u64 = 64 * 1024;
 
+/// GitHub's limit on the repositories one installation token may name.
+const MAX_REPOSITORIES: usize = 500;
+
 /// The prefix of a GitHub target in `audience`.
 pub const AUDIENCE_PREFIX: &str = "github:";
 
@@ -289,6 +292,12 @@ impl GitHubGrant {
                     "may not be empty: leave it out to mean the installation's repositories".into(),
                 );
             }
+            if repos.len() > MAX_REPOSITORIES {
+                return err(
+                    "repositories",
+                    format!("GitHub takes at most {MAX_REPOSITORIES} repositories per token"),
+                );
+            }
             if let Some(bad) = repos.iter().find(|r| !is_repository(r)) {
                 return err(
                     "repositories",
@@ -543,6 +552,10 @@ mod tests {
         for (doc, field) in cases {
             assert_eq!(grant(doc.clone()).unwrap_err().0, field, "{doc}");
         }
+        let many: Vec<String> = (0..=MAX_REPOSITORIES).map(|i| format!("r{i}")).collect();
+        let too_many = json!({"app": "bot", "owner": "acme", "repositories": many,
+                              "permissions": {"contents": "read"}});
+        assert_eq!(grant(too_many).unwrap_err().0, "grant.github.repositories");
         assert!(grant(json!({"app": "bot", "owner": "acme", "permissions": {"repository_projects": "admin"}})).is_ok());
     }
 

@@ -65,6 +65,8 @@ pub enum GitHubError {
 /// The client: one HTTP client, one installation cache.
 pub struct GitHubClient {
     http: reqwest::Client,
+    /// The whole of one token's calls and retries ends within this.
+    deadline: Duration,
     installations: moka::sync::Cache<(String, u64, String), u64>,
     metrics: Arc<Metrics>,
 }
@@ -81,7 +83,8 @@ struct TokenBody {
 }
 
 impl GitHubClient {
-    /// A client whose every call ends within `timeout`.
+    /// A client whose every call ends within `timeout`, and every token (lookups, retries
+    /// and all) within twice that.
     pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -96,6 +99,7 @@ impl GitHubClient {
             .build();
         Ok(Self {
             http,
+            deadline: timeout * 2,
             installations,
             metrics,
         })
@@ -105,6 +109,29 @@ impl GitHubClient {
     /// and its permissions) with `app` at `now`.
     #[tracing::instrument(skip_all, fields(app = %app.name, owner = %request.owner))]
     pub async fn installation_token(
+        &self,
+        app: &GitHubApp,
+        request: &GitHubRequest,
+        now: i64,
+    ) -> Result<InstallationToken, GitHubError> {
+        // Each call has its timeout; retries and the two lookups could still add up to
+        // more than a client waits.
+        let create = self.create_token(app, request, now);
+        match tokio::time::timeout(self.deadline, create).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.count("access_token", "unavailable");
+                tracing::warn!("GitHub did not answer within the deadline");
+                Err(GitHubError::Unavailable {
+                    retry_after: None,
+                    status: None,
+                    request_id: None,
+                })
+            }
+        }
+    }
+
+    async fn create_token(
         &self,
         app: &GitHubApp,
         request: &GitHubRequest,

@@ -5,6 +5,7 @@
 mod fake;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
 use reqwest::Method;
@@ -67,6 +68,10 @@ struct GitHubTest {
 }
 
 async fn start() -> GitHubTest {
+    start_with(|_| {}).await
+}
+
+async fn start_with(tweak: impl FnOnce(&mut sts_broker::config::Config)) -> GitHubTest {
     let der = pem_body(KEY_PEM);
     let pair = RsaKeyPair::from_der(&der).unwrap();
     let n = pair
@@ -115,7 +120,7 @@ async fn start() -> GitHubTest {
     let text = POLICIES
         .replace("{KEY}", key_file.to_str().unwrap())
         .replace("{GITHUB}", &github.url);
-    let app = spawn_app_full(&text, |_| {}).await;
+    let app = spawn_app_full(&text, tweak).await;
     GitHubTest {
         app,
         github,
@@ -340,6 +345,24 @@ async fn github_down_is_503_and_the_next_call_succeeds() {
     t.github.set_mode(Mode::Normal);
     let response = t.exchange("deploy", Some("github:acme/api"), None).await;
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_hung_github_is_503_within_the_deadline() {
+    let t = start_with(|c| {
+        c.upstream_timeout = sts_broker::duration::HumanDuration(Duration::from_millis(300));
+    })
+    .await;
+    t.github.set_mode(Mode::Delay(Duration::from_secs(5)));
+    let started = std::time::Instant::now();
+    let response = t.exchange("deploy", Some("github:acme/api"), None).await;
+    expect_error(response, 503, "temporarily_unavailable").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(t.github.calls(), 1, "a call that timed out is not repeated");
 }
 
 #[tokio::test]

@@ -23,6 +23,8 @@ pub enum Mode {
     PrimaryLimit { reset_in: i64 },
     /// A secondary rate limit: 429 with `Retry-After`.
     SecondaryLimit { retry_after: u64 },
+    /// Answers normally, this much later (a hung GitHub, with a long delay).
+    Delay(std::time::Duration),
 }
 
 /// An app's installation on one account.
@@ -161,7 +163,7 @@ fn check_jwt(state: &State, req: &HttpRequest) -> Option<HttpResponse> {
 fn misbehave(state: &State) -> Option<HttpResponse> {
     let request_id = ("x-github-request-id", "FAKE:FAILED");
     match state.mode.lock().unwrap().clone() {
-        Mode::Normal => None,
+        Mode::Normal | Mode::Delay(_) => None,
         Mode::Status(code) => Some(
             HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
                 .insert_header(request_id)
@@ -183,6 +185,14 @@ fn misbehave(state: &State) -> Option<HttpResponse> {
     }
 }
 
+/// Waits as `Mode::Delay` says.
+async fn delay(state: &State) {
+    let mode = state.mode.lock().unwrap().clone();
+    if let Mode::Delay(d) = mode {
+        tokio::time::sleep(d).await;
+    }
+}
+
 async fn installation(
     state: web::Data<State>,
     req: HttpRequest,
@@ -190,6 +200,7 @@ async fn installation(
 ) -> HttpResponse {
     state.calls.fetch_add(1, Ordering::SeqCst);
     state.lookups.fetch_add(1, Ordering::SeqCst);
+    delay(&state).await;
     if let Some(r) = misbehave(&state).or_else(|| check_jwt(&state, &req)) {
         return r;
     }
@@ -209,6 +220,7 @@ async fn access_token(
     body: web::Json<Value>,
 ) -> HttpResponse {
     state.calls.fetch_add(1, Ordering::SeqCst);
+    delay(&state).await;
     if let Some(r) = misbehave(&state).or_else(|| check_jwt(&state, &req)) {
         return r;
     }

@@ -23,6 +23,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod mint;
 pub mod policy;
+pub mod proof;
 pub mod ratelimit;
 pub mod readiness;
 pub mod revocation;

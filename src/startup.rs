@@ -29,7 +29,7 @@ use crate::revocation::Revocations;
 use crate::storage::{self, DocumentChange};
 use crate::sync::ReplicaSync;
 use crate::tls::CertificateSlot;
-use crate::trail::{AuditTrail, TrailOptions};
+use crate::trail::{AuditTrail, DurableWrite, TrailOptions};
 use sts_jose::cache::{CachePolicy, Discovery, Refresh};
 use sts_jose::fetch::Fetcher;
 
@@ -273,6 +273,7 @@ fn http_server(
     };
     let internal_metrics = metrics_access(Place::Internal);
     let metrics = services.metrics.clone();
+    let readiness = services.readiness.clone();
     // actix counts connections per worker; the workers together hold at most the cap.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let on_connect = connections.clone();
@@ -322,6 +323,7 @@ fn http_server(
         let metrics_server = HttpServer::new(move || {
             App::new()
                 .app_data(metrics.clone())
+                .app_data(readiness.clone())
                 .app_data(internal_metrics.clone())
                 .wrap(middleware::from_fn(crate::http::request_id::assign))
                 .configure(crate::http::metrics_access::routes)
@@ -349,14 +351,16 @@ fn trail_options(config: &Config) -> TrailOptions {
             "database_outage_grace is deprecated and ignored: the audit journal covers database outages"
         );
     }
+    let durable_write = match config.audit_journal_dir() {
+        Some(dir) => DurableWrite::Journal(crate::journal::JournalOptions {
+            dir,
+            segment_bytes: config.audit_journal_segment_size,
+            durability: config.audit_durability,
+        }),
+        None => DurableWrite::Database(config.audit_durability),
+    };
     TrailOptions {
-        journal: config
-            .audit_journal_dir()
-            .map(|dir| crate::journal::JournalOptions {
-                dir,
-                segment_bytes: config.audit_journal_segment_size,
-                durability: config.audit_durability,
-            }),
+        durable_write,
         retention: config.audit_retention.0,
     }
 }

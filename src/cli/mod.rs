@@ -11,6 +11,7 @@ mod client;
 mod exchange;
 mod keys;
 mod policy;
+mod policy_test;
 mod subject_token;
 
 use crate::config::Config;
@@ -100,6 +101,16 @@ enum PolicyCommand {
         prune: bool,
         #[command(flatten)]
         broker: BrokerArgs,
+    },
+    /// Run the PolicyTest cases of DIR and of each PATH offline against the policies of DIR.
+    Test {
+        /// Folder of YAML documents: the policies, and maybe tests.
+        dir: PathBuf,
+        /// More PolicyTest files, or folders of them (`*.yaml`, `*.yml`; not recursive).
+        paths: Vec<PathBuf>,
+        /// Also write a JUnit XML report to this file.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Ask a running broker how it would decide an exchange, check by check.
     Explain {
@@ -249,6 +260,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
             PolicyCommand::Apply { dir, prune, broker } => {
                 policy::apply(&dir, prune, false, &broker).await
+            }
+            PolicyCommand::Test { dir, paths, junit } => {
+                policy_test::run(cli.config, &policy_test::TestArgs { dir, paths, junit })
             }
             PolicyCommand::Explain {
                 token,

@@ -28,9 +28,15 @@ pub fn lint(config: Option<PathBuf>, dir: &Path, strict: bool) -> ExitCode {
     // Every error of every file in one run: those of reading, then those of validating
     // whatever could be read.
     let loaded = Bundle::read_dir(dir);
-    let set = match loaded.compile_over(&[], &[], &limits) {
-        Ok(set) => set,
-        Err(errors) => {
+    let compiled = loaded.compile_over(&[], &[], &limits);
+    // PolicyTest documents are checked too (their shape, and the names they refer to when
+    // the policies compiled), and reported with the others.
+    let mut errors = crate::proof::check(&loaded.tests, compiled.as_ref().ok());
+    let set = match compiled {
+        Ok(set) if errors.is_empty() => set,
+        result => {
+            errors.extend(result.err().into_iter().flatten());
+            errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
             for e in &errors {
                 println!("{e}");
             }
@@ -50,8 +56,12 @@ pub fn lint(config: Option<PathBuf>, dir: &Path, strict: bool) -> ExitCode {
             .unwrap_or_default();
         println!("{}:{}: warning: {path}{}", w.file, w.line, w.reason);
     }
+    let tests = match loaded.tests.len() {
+        0 => String::new(),
+        n => format!(", {n} test(s)"),
+    };
     println!(
-        "{} issuers, {} policies, {} warning(s)",
+        "{} issuers, {} policies{tests}, {} warning(s)",
         set.issuers().count(),
         set.policies().count(),
         warnings.len()

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::github::GitHubClient;
 use crate::inbound::{InboundError, Validated, Validator};
@@ -18,11 +18,13 @@ use crate::trail::AuditWriter;
 mod decide;
 mod explain;
 mod github;
+mod issued;
 mod record;
 mod trace;
 
 pub use decide::{Decided, decide};
 pub use explain::Explanation;
+pub use issued::{IssuedClaims, issued_claims};
 pub use trace::{PolicyTrace, Trace};
 
 use record::{Inbound, Outcome};
@@ -356,32 +358,9 @@ impl TokenExchange {
         decided: &Decided,
         now: i64,
     ) -> Result<Issued, ExchangeError> {
-        let ttl: Duration = decided
-            .policy
-            .grant
-            .ttl
-            .unwrap_or(self.lifetimes.default_ttl)
-            .min(self.lifetimes.max_ttl);
-        // Never past the subject token's own exp: an exchange must not extend a credential.
-        let exp = (now + ttl.as_secs() as i64).min(token.exp);
         let jti = uuid::Uuid::new_v4().to_string();
-        let scope = decided.scopes.join(" ");
-        let mut claims: Map<String, Value> = decided.rendered.claims.clone();
-        let standard = json!({
-            "iss": self.issuer_url,
-            "sub": format!("{}{}", token.issuer.subject_prefix, decided.rendered.subject),
-            "aud": decided.audience,
-            "exp": exp,
-            "iat": now,
-            "nbf": now,
-            "jti": jti,
-            "scope": scope,
-            "client_id": decided.policy.name,
-            "act": {"iss": token.issuer.url, "sub": token.subject},
-        });
-        if let Value::Object(std) = standard {
-            claims.extend(std);
-        }
+        let IssuedClaims { claims, exp, scope } =
+            issued_claims(&self.issuer_url, self.lifetimes, token, decided, now, &jti);
         let access_token = self
             .keys
             .current()

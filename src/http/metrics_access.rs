@@ -9,10 +9,11 @@
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::oauth_error::OAuthError;
 use crate::admin::{Access, Authenticator};
+use crate::metrics::Metrics;
 use crate::secret::Secret;
 
 /// Where this `/metrics` is served and who may read it.
@@ -35,10 +36,29 @@ pub enum Place {
     Internal,
 }
 
-/// Registers `/metrics` alone (the `metrics_listen` server).
+/// Registers the `metrics_listen` server's routes: `/metrics`, and `/healthz` and `/readyz`
+/// too, so that a load balancer's health checks reach the broker even while the public
+/// listener is at its connection cap.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(super::health::metrics))
+    cfg.route("/metrics", web::get().to(metrics))
+        .route("/healthz", web::get().to(super::health::healthz))
+        .route("/readyz", web::get().to(super::health::readyz))
         .default_service(web::to(super::not_found));
+}
+
+/// Prometheus text exposition, to those [`MetricsAccess`] lets in.
+pub async fn metrics(
+    req: HttpRequest,
+    metrics: web::Data<Metrics>,
+    access: web::Data<MetricsAccess>,
+    id: super::request_id::RequestId,
+) -> HttpResponse {
+    if let Err(refused) = access.check(&req) {
+        return refused.response(&id.0);
+    }
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(metrics.render())
 }
 
 impl MetricsAccess {

@@ -58,7 +58,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(health::metrics))
+    .route("/metrics", web::get().to(metrics_access::metrics))
     .configure(admin::routes)
     .configure(console::routes);
 }

@@ -123,18 +123,11 @@ pub fn check_subject_token_type(kind: &str) -> Result<(), OAuthError> {
 
 /// Space-separated scope tokens, duplicates dropped, order kept.
 pub fn parse_scope(text: &str) -> Result<Vec<String>, OAuthError> {
-    let mut scopes: Vec<String> = Vec::new();
-    for s in text.split(' ').filter(|s| !s.is_empty()) {
-        if !crate::policy::trust::is_scope_token(s) {
-            return Err(OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_scope",
-                "scope holds an invalid character",
-            ));
-        }
-        if !scopes.iter().any(|x| x == s) {
-            scopes.push(s.to_owned());
-        }
-    }
-    Ok(scopes)
+    crate::policy::trust::requested_scopes(text).ok_or_else(|| {
+        OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "scope holds an invalid character",
+        )
+    })
 }

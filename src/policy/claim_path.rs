@@ -16,10 +16,23 @@ const MAX_KEY_LEN: usize = 512;
 
 /// A claim key, parsed.
 #[derive(Debug, Clone)]
-pub struct ClaimKey {
+pub struct ClaimKey(Repr);
+
+/// A large policy set holds a key per matched claim and per template reference (tens of
+/// thousands), nearly all plain names: those are one string, as a name was before pointers.
+#[derive(Debug, Clone)]
+enum Repr {
+    /// A top-level name written as such; it is its own one reference token.
+    Name(Box<str>),
+    /// A JSON Pointer.
+    Pointer(Box<Pointer>),
+}
+
+#[derive(Debug, Clone)]
+struct Pointer {
     /// As written in the policy.
     written: Box<str>,
-    /// The reference tokens, unescaped; one for a top-level name.
+    /// The reference tokens, unescaped.
     tokens: Box<[Box<str>]>,
 }
 
@@ -29,36 +42,44 @@ impl ClaimKey {
         if written.len() > MAX_KEY_LEN {
             return Err(format!("a claim key is at most {MAX_KEY_LEN} bytes"));
         }
-        let tokens = match written.strip_prefix('/') {
-            Some(pointer) => pointer
-                .split('/')
-                .map(|t| unescape(t).map(Into::into))
-                .collect::<Result<Vec<Box<str>>, String>>()
-                .map_err(|e| format!("{written:?} is not a JSON Pointer: {e}"))?,
-            None => vec![written.into()],
+        let Some(pointer) = written.strip_prefix('/') else {
+            return Ok(Self::name(written));
         };
-        Ok(Self {
+        let tokens = pointer
+            .split('/')
+            .map(|t| unescape(t).map(Into::into))
+            .collect::<Result<Box<[Box<str>]>, String>>()
+            .map_err(|e| format!("{written:?} is not a JSON Pointer: {e}"))?;
+        Ok(Self(Repr::Pointer(Box::new(Pointer {
             written: written.into(),
-            tokens: tokens.into(),
-        })
+            tokens,
+        }))))
     }
 
     /// The key for one top-level claim name.
     pub fn name(name: &str) -> Self {
-        Self {
-            written: name.into(),
-            tokens: Box::new([name.into()]),
-        }
+        Self(Repr::Name(name.into()))
     }
 
     /// The key as written.
     pub fn written(&self) -> &str {
-        &self.written
+        match &self.0 {
+            Repr::Name(name) => name,
+            Repr::Pointer(pointer) => &pointer.written,
+        }
+    }
+
+    /// The reference tokens, which identify the claim: `x` and `/x` have the same.
+    fn tokens(&self) -> &[Box<str>] {
+        match &self.0 {
+            Repr::Name(name) => std::slice::from_ref(name),
+            Repr::Pointer(pointer) => &pointer.tokens,
+        }
     }
 
     /// The top-level claim this key names, when it names one (`x` and `/x` both name `x`).
     pub fn top_level(&self) -> Option<&str> {
-        match &*self.tokens {
+        match self.tokens() {
             [name] => Some(name),
             _ => None,
         }
@@ -72,7 +93,7 @@ impl ClaimKey {
     /// The value this key leads to; `None` when it leads nowhere (an absent member, an index
     /// past the end or not written as RFC 6901 says, a step into a scalar).
     pub fn resolve<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
-        let (first, rest) = self.tokens.split_first()?;
+        let (first, rest) = self.tokens().split_first()?;
         let mut value = claims.get(&**first)?;
         for token in rest {
             value = match value {
@@ -87,7 +108,7 @@ impl ClaimKey {
 
 impl PartialEq for ClaimKey {
     fn eq(&self, other: &Self) -> bool {
-        self.tokens == other.tokens
+        self.tokens() == other.tokens()
     }
 }
 
@@ -95,7 +116,7 @@ impl Eq for ClaimKey {}
 
 impl Hash for ClaimKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.tokens.hash(state);
+        self.tokens().hash(state);
     }
 }
 
@@ -107,13 +128,13 @@ impl PartialOrd for ClaimKey {
 
 impl Ord for ClaimKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.tokens.cmp(&other.tokens)
+        self.tokens().cmp(other.tokens())
     }
 }
 
 impl fmt::Display for ClaimKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.written)
+        f.write_str(self.written())
     }
 }
 
@@ -178,6 +199,11 @@ mod tests {
             "": "empty",
             "oidc.circleci.com/project-id": "p-1",
         })
+    }
+
+    #[test]
+    fn a_name_key_is_no_bigger_than_a_string() {
+        assert!(std::mem::size_of::<ClaimKey>() <= std::mem::size_of::<String>());
     }
 
     #[test]

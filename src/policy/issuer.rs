@@ -130,7 +130,7 @@ impl Issuer {
             key_source: KeySource {
                 issuer: doc.url.clone(),
                 jwks_url: doc.jwks_url.clone(),
-                algorithms: algorithms.clone(),
+                algorithms: key_algorithms(&algorithms),
             },
             algorithms,
             subject_prefix,
@@ -187,6 +187,15 @@ pub fn is_loopback(url: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// The algorithms as a key source names them: a set, so that writing them in another order
+/// (or twice) is the same source and keeps its cached keys.
+fn key_algorithms(algorithms: &[Algorithm]) -> Vec<Algorithm> {
+    let mut set = algorithms.to_vec();
+    set.sort_by_key(|a| format!("{a:?}"));
+    set.dedup();
+    set
 }
 
 #[cfg(test)]

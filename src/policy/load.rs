@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::document::{GitHubAppDoc, IssuerDoc, Kind, TrustPolicyDoc};
 use super::parse::{self, ParseError};
 use super::set::{DocError, Limits, PolicySet};
+use super::test_case::TEST_KIND;
 
 /// Policy files larger than this are refused (a policy file is hand-written text).
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -42,8 +43,23 @@ impl Origin {
         self.line + from
     }
 
+    /// The document's text.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// An error about `path` (a dotted field path) of this document, at that field's line.
+    pub fn error_at(&self, path: &str, reason: impl Into<String>) -> LoadError {
+        LoadError {
+            file: self.file.display().to_string(),
+            line: self.line_of(Some(path)),
+            path: Some(path.to_owned()),
+            reason: reason.into(),
+        }
+    }
+
     /// A parse error of this document, placed in its file.
-    fn locate(&self, e: ParseError) -> LoadError {
+    pub(crate) fn locate(&self, e: ParseError) -> LoadError {
         LoadError {
             file: self.file.display().to_string(),
             line: e.line.map_or(self.line, |l| self.line + l - 1),
@@ -99,6 +115,9 @@ pub struct Loaded {
     pub bundle: Bundle,
     /// Every error found while reading, in file order.
     pub errors: Vec<LoadError>,
+    /// `kind: PolicyTest` documents, unread: only `policy test` and `policy lint` read them;
+    /// the broker itself never does.
+    pub tests: Vec<Origin>,
     /// Names of Issuer documents that could not be read: a policy that names one is not
     /// also reported as naming an unknown issuer.
     broken_issuers: HashSet<String>,
@@ -167,6 +186,12 @@ impl Loaded {
             .as_ref()
             .map(|e| e.path.clone().unwrap_or_default());
         let failed = duplicate.is_some();
+        if shape.kind.as_deref() == Some(TEST_KIND) {
+            // Test cases are not part of the policy set: a broken one is the business of
+            // `policy test` and `policy lint`, never a reason to refuse policies.
+            self.tests.push(origin);
+            return;
+        }
         if let Some(e) = shape.error {
             self.errors.push(origin.locate(e));
         }
@@ -185,7 +210,7 @@ impl Loaded {
                     &origin,
                     line,
                     "kind",
-                    "unknown kind: expected `Issuer`, `TrustPolicy` or `GitHubApp`",
+                    "unknown kind: expected `Issuer`, `TrustPolicy`, `GitHubApp` or `PolicyTest`",
                 );
                 return;
             }
@@ -194,7 +219,7 @@ impl Loaded {
                     &origin,
                     origin.line,
                     "kind",
-                    "missing field: expected `Issuer`, `TrustPolicy` or `GitHubApp`",
+                    "missing field: expected `Issuer`, `TrustPolicy`, `GitHubApp` or `PolicyTest`",
                 );
                 return;
             }
@@ -263,28 +288,21 @@ impl Bundle {
     /// Reads `dir` like [`Bundle::load_dir`], keeping the documents that could be read beside
     /// the errors (for `policy lint`, which reports every error in one run).
     pub fn read_dir(dir: &Path) -> Loaded {
+        match yaml_files(dir) {
+            Ok(files) => Self::read_files(&files),
+            Err(e) => Loaded {
+                errors: vec![e],
+                ..Loaded::default()
+            },
+        }
+    }
+
+    /// Reads these files in the order given, as [`Bundle::read_dir`] reads a folder's.
+    pub fn read_files(files: &[PathBuf]) -> Loaded {
         let mut loaded = Loaded::default();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) => {
-                loaded.errors.push(LoadError {
-                    file: dir.display().to_string(),
-                    line: 0,
-                    path: None,
-                    reason: format!("cannot read: {e}"),
-                });
-                return loaded;
-            }
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect();
-        files.sort();
         for file in files {
-            match read_file(&file) {
-                Ok(text) => loaded.add_text(&file, &text),
+            match read_file(file) {
+                Ok(text) => loaded.add_text(file, &text),
                 Err(reason) => loaded.errors.push(LoadError {
                     file: file.display().to_string(),
                     line: 0,
@@ -293,6 +311,15 @@ impl Bundle {
                 }),
             }
         }
+        loaded.bundle.check_duplicates(&mut loaded.errors);
+        loaded
+    }
+
+    /// Reads one file's text (multi-document YAML), keeping what could be read beside the
+    /// errors, as [`Bundle::read_dir`] does.
+    pub fn read_text(file: &Path, text: &str) -> Loaded {
+        let mut loaded = Loaded::default();
+        loaded.add_text(file, text);
         loaded.bundle.check_duplicates(&mut loaded.errors);
         loaded
     }
@@ -433,6 +460,23 @@ fn overlay<'a, T>(
         .filter(|b| !from_files.contains(name(b)))
         .chain(files.iter().map(|(f, _)| f))
         .collect()
+}
+
+/// The `*.yaml`/`*.yml` files of `dir` (not recursive), in name order.
+pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| LoadError {
+        file: dir.display().to_string(),
+        line: 0,
+        path: None,
+        reason: format!("cannot read: {e}"),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 fn read_file(path: &Path) -> Result<String, String> {

@@ -13,6 +13,7 @@ pub mod owner;
 pub mod parse;
 pub mod set;
 pub mod template;
+pub mod test_case;
 pub mod trust;
 
 pub use current::CurrentPolicies;

@@ -384,6 +384,22 @@ pub fn is_scope_token(s: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
+/// A requested `scope` (RFC 6749 §3.3: space-separated scope tokens), repeats dropped,
+/// order kept; `None` when a token holds a character the RFC does not allow. `/token`,
+/// explain and `policy test` read a request's scope with this one function.
+pub fn requested_scopes(text: &str) -> Option<Vec<String>> {
+    let mut scopes: Vec<String> = Vec::new();
+    for s in text.split(' ').filter(|s| !s.is_empty()) {
+        if !is_scope_token(s) {
+            return None;
+        }
+        if !scopes.iter().any(|x| x == s) {
+            scopes.push(s.to_owned());
+        }
+    }
+    Some(scopes)
+}
+
 /// An `event_name` the issuer guards (any element, for an array).
 fn is_guarded(value: &Value, events: &[String]) -> bool {
     let one = |v: &Value| scalar_text(v).is_some_and(|t| events.iter().any(|e| *e == t));

@@ -341,15 +341,26 @@ pub trait Storage: Send + Sync {
     ) -> Result<Vec<String>, StorageError>;
     /// Appends audit records in one transaction.
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<(), StorageError>;
-    /// [`Storage::append_audit`] for the audit committer, which runs on a thread of its own
-    /// and blocks it until the batch is durable. By default it runs `append_audit` on
-    /// `runtime`; a store with a synchronous connection writes on the calling thread.
+    /// [`Storage::append_audit`], answering once the database has the records without
+    /// waiting for its disk (`audit_durability = "os"`: survives a crash of the broker, not
+    /// of the database's machine). By default as durable as `append_audit`.
+    async fn append_audit_handed_off(&self, events: &[AuditEvent]) -> Result<(), StorageError> {
+        self.append_audit(events).await
+    }
+    /// [`Storage::append_audit`] (or, when not `durable`,
+    /// [`Storage::append_audit_handed_off`]) for the audit committer, which runs on a thread of
+    /// its own and blocks it until the batch is written. By default it runs on `runtime`; a
+    /// store with a synchronous connection writes on the calling thread.
     fn append_audit_blocking(
         &self,
         events: &[AuditEvent],
+        durable: bool,
         runtime: &tokio::runtime::Handle,
     ) -> Result<(), StorageError> {
-        runtime.block_on(self.append_audit(events))
+        match durable {
+            true => runtime.block_on(self.append_audit(events)),
+            false => runtime.block_on(self.append_audit_handed_off(events)),
+        }
     }
     /// Records that `jti` of `issuer` was exchanged, to be remembered until `expires`;
     /// `false` when it already was (a replay). Atomic across replicas sharing the database.

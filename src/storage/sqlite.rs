@@ -331,9 +331,12 @@ impl Storage for SqliteStore {
             .map_err(|e| StorageError::Corrupt(format!("audit append stopped: {e}")))?
     }
 
+    /// Always durable: on SQLite the database commit is the durable write only without a
+    /// journal, which the embedded default always has.
     fn append_audit_blocking(
         &self,
         events: &[AuditEvent],
+        _durable: bool,
         _runtime: &tokio::runtime::Handle,
     ) -> Result<(), StorageError> {
         append(&self.audit, events)

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::journal::{self, JournalError, JournalOptions};
+use crate::journal::{self, Durability, JournalError, JournalOptions};
 use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError};
 
@@ -33,10 +33,19 @@ use sink::Sink;
 /// How the trail is kept.
 #[derive(Debug, Clone)]
 pub struct TrailOptions {
-    /// The journal, or `None` for the database commit as the durable write.
-    pub journal: Option<JournalOptions>,
+    /// What makes a record durable.
+    pub durable_write: DurableWrite,
     /// How long records are kept.
     pub retention: Duration,
+}
+
+/// What makes an audit record durable.
+#[derive(Debug, Clone)]
+pub enum DurableWrite {
+    /// An append to the journal (the database is its index).
+    Journal(JournalOptions),
+    /// The database commit itself (PostgreSQL without a journal), as durable as this says.
+    Database(Durability),
 }
 
 /// Why the trail could not start.
@@ -51,6 +60,24 @@ pub enum TrailError {
     /// The database did not answer.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The index holds records the journal does not: acknowledged records were lost from
+    /// the journal (damage cut as if it were a torn tail, files restored from an older
+    /// copy). New records would reuse sequence numbers the index already holds.
+    #[error(
+        "the audit index holds records of journal {journal} up to number {indexed}, but the \
+         journal in {dir} ends at {durable}: records that were acknowledged are missing from it. \
+         Restore the journal folder, or move it aside to start a new journal"
+    )]
+    JournalBehindIndex {
+        /// The journal's id.
+        journal: String,
+        /// Its folder.
+        dir: std::path::PathBuf,
+        /// The index's high-water mark.
+        indexed: u64,
+        /// The last record in the journal.
+        durable: u64,
+    },
     /// A thread could not be started.
     #[error("starting the audit threads: {0}")]
     Thread(#[from] std::io::Error),
@@ -65,16 +92,20 @@ pub async fn start(
     metrics: Arc<Metrics>,
 ) -> Result<(AuditWriter, AuditTrail), TrailError> {
     let runtime = Handle::current();
-    let Some(journal_options) = options.journal else {
-        let sink = Sink::Database {
-            store: store.clone(),
-            runtime,
-        };
-        retention::spawn(store.clone(), None, options.retention);
-        return Ok((
-            AuditWriter::spawn(sink, metrics)?,
-            AuditTrail::new(store, None),
-        ));
+    let journal_options = match options.durable_write {
+        DurableWrite::Journal(journal) => journal,
+        DurableWrite::Database(durability) => {
+            let sink = Sink::Database {
+                store: store.clone(),
+                durable: durability == Durability::Fsync,
+                runtime,
+            };
+            retention::spawn(store.clone(), None, options.retention);
+            return Ok((
+                AuditWriter::spawn(sink, metrics)?,
+                AuditTrail::new(store, None),
+            ));
+        }
     };
     let (writer, reader) = {
         let options = journal_options.clone();
@@ -83,7 +114,16 @@ pub async fn start(
             .map_err(|e| std::io::Error::other(e.to_string()))??
     };
     let journal_id = reader.id();
-    let from = match store.journal_mark(&journal_id).await? {
+    let mark = store.journal_mark(&journal_id).await?;
+    if let Some(indexed) = mark.filter(|&m| m > reader.durable_seq()) {
+        return Err(TrailError::JournalBehindIndex {
+            journal: journal_id,
+            dir: journal_options.dir.clone(),
+            indexed,
+            durable: reader.durable_seq(),
+        });
+    }
+    let from = match mark {
         Some(mark) => mark + 1,
         None => reader.first_seq(),
     };

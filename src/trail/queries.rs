@@ -108,7 +108,7 @@ impl AuditTrail {
                 .map(|row| {
                     let event = match row.journal_position {
                         None => row.event,
-                        Some(packed) => match read_event(reader.as_ref(), packed) {
+                        Some(packed) => match read_event(reader.as_ref(), packed, &row.event) {
                             Ok(event) => event,
                             Err(reason) => {
                                 tracing::warn!(request_id = %row.event.request_id, error = %reason, "audit record not in the journal");
@@ -127,10 +127,24 @@ impl AuditTrail {
     }
 }
 
-fn read_event(reader: Option<&JournalReader>, packed: i64) -> Result<AuditEvent, String> {
+/// The whole record a slim row points at. The row's own columns must agree with it: a
+/// journal folder replaced by another (new segments numbered from 1 again) would otherwise
+/// answer with another request's record.
+fn read_event(
+    reader: Option<&JournalReader>,
+    packed: i64,
+    row: &AuditEvent,
+) -> Result<AuditEvent, String> {
     let reader = reader.ok_or("the record is in an audit journal, and none is configured")?;
     let position =
         Position::unpack(packed).ok_or(format!("journal position {packed} is not valid"))?;
     let bytes = reader.read(position).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("journal record: {e}"))
+    let event: AuditEvent =
+        serde_json::from_slice(&bytes).map_err(|e| format!("journal record: {e}"))?;
+    if event.request_id != row.request_id || event.time != row.time {
+        return Err(format!(
+            "the journal holds another record at position {packed} (the journal was replaced)"
+        ));
+    }
+    Ok(event)
 }

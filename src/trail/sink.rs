@@ -21,6 +21,8 @@ pub(super) enum Sink {
     /// The database commit (PostgreSQL without a journal).
     Database {
         store: Arc<dyn Storage>,
+        /// Wait for the database's disk (`audit_durability = "fsync"`).
+        durable: bool,
         runtime: Handle,
     },
 }
@@ -56,8 +58,12 @@ impl Sink {
                 }));
                 Ok(())
             }
-            Sink::Database { store, runtime } => store
-                .append_audit_blocking(&events, runtime)
+            Sink::Database {
+                store,
+                durable,
+                runtime,
+            } => store
+                .append_audit_blocking(&events, *durable, runtime)
                 .map_err(|e| e.to_string()),
         }
     }
@@ -78,7 +84,7 @@ impl Sink {
             Sink::Journal { writer, .. } => {
                 writer.reopen().map_err(|e| format!("audit journal: {e}"))
             }
-            Sink::Database { store, runtime } => {
+            Sink::Database { store, runtime, .. } => {
                 runtime.block_on(store.ping()).map_err(|e| e.to_string())
             }
         }

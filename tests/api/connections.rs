@@ -178,7 +178,9 @@ fn announced_limits(log: &str) -> (usize, usize) {
 async fn stalled_connections_cannot_exhaust_the_file_limit() {
     let idp = FakeIdp::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let broker = child::start(&idp, dir.path(), "", "log_format = \"json\"", Some(256)).await;
+    let health_port = child::free_port();
+    let config = format!("log_format = \"json\"\nmetrics_listen = \"127.0.0.1:{health_port}\"");
+    let broker = child::start(&idp, dir.path(), "", &config, Some(256)).await;
     let (total, per_client) = announced_limits(&broker.log());
     assert!(total < 256 && per_client < total, "{total} {per_client}");
     eprintln!("under a 256-file limit: {total} connections, {per_client} per client");
@@ -232,6 +234,21 @@ async fn stalled_connections_cannot_exhaust_the_file_limit() {
     // The kept-alive connection of the other client is still served, and the database
     // still opens its files.
     assert_eq!(exchange(other.clone()).await.unwrap(), 200);
+    // Health checks sent to the metrics listener are answered at once meanwhile.
+    let checked = Instant::now();
+    let health = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{health_port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    eprintln!(
+        "health check on the metrics listener answered in {:?}",
+        checked.elapsed()
+    );
     // A new connection waits in the accept queue until stalled bodies reach their deadline.
     let waited = Instant::now();
     let fresh = reqwest::Client::builder()

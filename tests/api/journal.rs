@@ -286,6 +286,9 @@ async fn an_unwritable_journal_fails_closed_and_recovers_by_itself() {
     let (status, _, id) = exchange(&app).await;
     assert_eq!(status, 200);
     issued.push(id);
+    // Every exchange answered 200 before, during and after the full disk has its record.
+    wait_audited(&app, &issued, Duration::from_secs(10)).await;
+    let before_removal = issued.len();
 
     // The journal's files removed under the broker (its folder emptied): the open segment
     // takes records into nothing, so that group is refused; the next starts a new segment.
@@ -306,7 +309,7 @@ async fn an_unwritable_journal_fails_closed_and_recovers_by_itself() {
         assert!(Instant::now() < deadline, "writes resume in the folder");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_audited(&app, &issued[issued.len() - 1..], Duration::from_secs(10)).await;
+    wait_audited(&app, &issued[before_removal..], Duration::from_secs(10)).await;
     for id in &refused {
         assert!(
             app.audit_records(id).await.is_empty(),
@@ -452,21 +455,102 @@ async fn journal_damage_refuses_to_start_and_a_torn_tail_does_not() {
     );
 }
 
+/// Acknowledged records the index already holds, then lost from the journal (damage near its
+/// end is cut as if it were a torn tail; a folder restored from an older copy): starting
+/// would number new records with numbers the index holds. The broker refuses, and says what
+/// to do.
+#[tokio::test]
+async fn an_index_ahead_of_its_journal_refuses_to_start() {
+    let idp = FakeIdp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut broker, url) = start_broker_configured(&idp, dir.path(), POLICIES, "").await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let response = exchange_at(&client, &url, &idp).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        // Indexed: the index's mark is past this record.
+        assert_eq!(audit_records(&url, &id).await.len(), 1);
+    }
+    broker.0.kill().unwrap();
+    broker.0.wait().unwrap();
+
+    let journal = dir.path().join("audit-journal");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&journal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    let last = names.last().unwrap();
+    let frames = frame_starts(last);
+    // The last group's frame, acknowledged and indexed, damaged: cut as a torn tail.
+    write_at(last, *frames.last().unwrap() + 40, &[0x5A; 8]);
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_sts-broker"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("sts-broker.toml"))
+        .env_remove("STS_BROKER_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A broker that starts anyway serves until killed: give it a deadline, not forever.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            serve.kill().unwrap();
+            serve.wait().unwrap();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let output = serve.wait_with_output().unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "must not start behind its index"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("acknowledged are missing") && stderr.contains("audit-journal"),
+        "says what is wrong and where:\n{stderr}"
+    );
+}
+
 /// Where a segment's first frame starts: the page after its header. Frames start on pages.
 const FRAMES_START: u64 = 4096;
 
-/// Where the frames of a segment end: the first all-zero frame header.
-fn written_end(path: &Path) -> u64 {
+/// Where the frames of a segment start, and (last) where they end: the first all-zero
+/// frame header.
+fn frame_offsets(path: &Path) -> Vec<u64> {
     let bytes = std::fs::read(path).unwrap();
+    let mut offsets = Vec::new();
     let mut offset = FRAMES_START as usize;
     loop {
+        offsets.push(offset as u64);
         let header = &bytes[offset..offset + 32];
         if header.iter().all(|&b| b == 0) {
-            return offset as u64;
+            return offsets;
         }
         let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
         offset = (offset + 32 + len).div_ceil(4096) * 4096;
     }
+}
+
+/// Where the frames of a segment end.
+fn written_end(path: &Path) -> u64 {
+    *frame_offsets(path).last().unwrap()
+}
+
+/// Where each written frame of a segment starts.
+fn frame_starts(path: &Path) -> Vec<u64> {
+    let mut offsets = frame_offsets(path);
+    offsets.pop();
+    offsets
 }
 
 fn write_at(path: &Path, offset: u64, bytes: &[u8]) {

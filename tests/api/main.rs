@@ -22,6 +22,7 @@ mod logging;
 mod metadata;
 mod parsing;
 mod policies;
+mod policy_test;
 mod postgres;
 mod replicas;
 mod shutdown;

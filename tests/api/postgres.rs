@@ -42,3 +42,27 @@ on_postgres!(
     apply_is_all_or_nothing,
     admin::apply_is_all_or_nothing_and_prunes_on_request_on
 );
+
+/// `audit_durability = "os"` on PostgreSQL without a journal: the commit does not wait for
+/// the database's disk (`synchronous_commit = off` for that transaction), and every exchange
+/// answered 200 still has its record.
+#[tokio::test]
+async fn handed_off_audit_commits_record_every_exchange() {
+    let Some(db) = TestDb::postgres("handed_off_audit_commits").await else {
+        return;
+    };
+    let app = spawn_app_on(&db.url, |c| {
+        c.audit_durability = sts_broker::journal::Durability::Os;
+    })
+    .await;
+    for _ in 0..5 {
+        let token = app.idp.token(&app.idp.claims());
+        let response = app.exchange(&token, None, None).await;
+        assert_eq!(response.status(), 200);
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(app.audit_records(&id).await.len(), 1, "{id}");
+    }
+}

@@ -568,7 +568,9 @@ async fn concurrent_audit_records_are_group_committed() {
     on_every_backend("concurrent_audit_records…", |store, _| async move {
         let metrics = Arc::new(sts_broker::metrics::Metrics::new());
         let options = sts_broker::trail::TrailOptions {
-            journal: None,
+            durable_write: sts_broker::trail::DurableWrite::Database(
+                sts_broker::journal::Durability::Fsync,
+            ),
             retention: Duration::from_secs(86400),
         };
         let (writer, _) = sts_broker::trail::start(options, store.clone(), metrics.clone())

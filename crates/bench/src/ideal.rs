@@ -84,11 +84,13 @@ async fn audit_writer(
         .await
         .context("opening the audit database")?;
     let options = sts_broker::trail::TrailOptions {
-        journal: Some(sts_broker::journal::JournalOptions {
-            dir: dir.join("audit-journal"),
-            segment_bytes: sts_broker::journal::DEFAULT_SEGMENT_BYTES,
-            durability: sts_broker::journal::Durability::Fsync,
-        }),
+        durable_write: sts_broker::trail::DurableWrite::Journal(
+            sts_broker::journal::JournalOptions {
+                dir: dir.join("audit-journal"),
+                segment_bytes: sts_broker::journal::DEFAULT_SEGMENT_BYTES,
+                durability: sts_broker::journal::Durability::Fsync,
+            },
+        ),
         retention: std::time::Duration::from_secs(90 * 86400),
     };
     let (writer, _) = sts_broker::trail::start(options, store, metrics)

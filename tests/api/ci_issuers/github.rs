@@ -314,8 +314,10 @@ async fn the_shipped_github_policies_admit_both_subject_forms() {
     let issued = exchange(&app, &token(&old), DEPLOY).await.unwrap();
     assert_eq!(issued["client_id"], "gha-api-deploy-prod");
     assert_eq!(issued["sub"], "github-actions:acme/api:production");
-    // A repository with the immutable form, under its current or a later name.
+    // A repository with the immutable form (GitHub's default `-`, or `@`), under its
+    // current or a later name.
     for sub in [
+        "repo:acme-1342004/web-903311990:environment:staging",
         "repo:acme@1342004/web@903311990:environment:staging",
         "repo:acme-corp@1342004/website@903311990:environment:staging",
     ] {

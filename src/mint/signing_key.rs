@@ -58,6 +58,17 @@ impl SigningKey {
         self.key.sign_jwt(claims, typ)
     }
 
+    /// Its algorithm as the JOSE core names it.
+    pub fn jose_alg(&self) -> Algorithm {
+        jose(self.alg)
+    }
+
+    /// Signs raw bytes (tests build headers the broker never writes).
+    #[cfg(test)]
+    pub(super) fn sign_bytes(&self, message: &[u8]) -> Vec<u8> {
+        self.key.sign(message).unwrap()
+    }
+
     /// Verifies a signature made by this key.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         self.key.verify(message, signature)

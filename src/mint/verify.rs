@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::KeyRing;
-use crate::jose::jws;
+use crate::jose::{header, jws};
 
 /// Leeway for the broker's own `nbf`/`exp` when it accepts its tokens as credentials (its
 /// replicas' clocks may differ a little). Introspection answers with none: the broker is the
@@ -22,15 +22,15 @@ impl KeyRing {
         now: i64,
         leeway: i64,
     ) -> Option<Map<String, Value>> {
+        // The header rules every verifier of the broker's tokens applies (the JOSE core's, as
+        // in sts-verifier), the algorithm pinned to the named key's.
         let jws = jws::decode(token).ok()?;
-        if jws.header.get("typ").and_then(Value::as_str) != Some("at+jwt") {
+        if !header::is_access_token(&jws.header) {
             return None;
         }
         let kid = jws.header.get("kid")?.as_str()?;
         let key = self.published.iter().find(|k| k.kid == kid)?;
-        if jws.header.get("alg").and_then(Value::as_str) != Some(key.alg.as_str()) {
-            return None;
-        }
+        header::check(&jws.header, &[key.jose_alg()]).ok()?;
         if !key.verify(jws.signing_input.as_bytes(), &jws.signature) {
             return None;
         }
@@ -59,4 +59,58 @@ pub fn scopes(claims: &Map<String, Value>) -> impl Iterator<Item = &str> {
         .unwrap_or("")
         .split(' ')
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::jose::b64url;
+    use crate::mint::SigningAlgorithm;
+    use crate::mint::signing_key::SigningKey;
+
+    const ISS: &str = "https://sts.example";
+
+    fn ring() -> (KeyRing, Arc<SigningKey>) {
+        let key = Arc::new(SigningKey::generate(SigningAlgorithm::ES256).unwrap().0);
+        (KeyRing::new(key.clone(), vec![key.clone()]), key)
+    }
+
+    fn token(key: &SigningKey, header: Value) -> String {
+        let claims = json!({"iss": ISS, "aud": "x", "exp": 2_000, "sub": "s"});
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let signature = key.sign_bytes(input.as_bytes());
+        format!("{input}.{}", b64url(&signature))
+    }
+
+    /// The broker's own tokens pass the same header rules as in `sts-verifier`.
+    #[test]
+    fn own_tokens_follow_the_access_token_header_rules() {
+        let (ring, key) = ring();
+        let verify = |header: Value| ring.verify_own(&token(&key, header), ISS, None, 1_000, 0);
+        let kid = key.kid.clone();
+        for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            assert!(
+                verify(json!({"alg": "ES256", "kid": kid, "typ": typ})).is_some(),
+                "{typ}"
+            );
+        }
+        for refused in [
+            json!({"alg": "ES256", "kid": kid, "typ": "JWT"}),
+            json!({"alg": "ES256", "kid": kid}),
+            json!({"alg": "ES256", "kid": kid, "typ": "at+jwt", "crit": ["exp"]}),
+            json!({"alg": "ES256", "kid": kid, "typ": "at+jwt", "cty": "JWT"}),
+            json!({"alg": "RS256", "kid": kid, "typ": "at+jwt"}),
+            json!({"alg": "ES256", "kid": "other", "typ": "at+jwt"}),
+        ] {
+            assert!(verify(refused.clone()).is_none(), "{refused}");
+        }
+    }
 }

@@ -76,6 +76,18 @@ pub fn check(header: &Map<String, Value>, allowed: &[Algorithm]) -> Result<Heade
     Ok(typed)
 }
 
+/// RFC 9068 §4: an access token's header says `typ` `at+jwt` (a media type: compared without
+/// regard to case, with or without `application/`). A JWT of another type signed with the
+/// same keys (an ID token) must not pass as an access token (RFC 8725 §3.11).
+pub fn is_access_token(header: &Map<String, Value>) -> bool {
+    header
+        .get("typ")
+        .and_then(Value::as_str)
+        .is_some_and(|typ| {
+            typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -84,6 +96,21 @@ mod tests {
 
     fn check_json(v: Value, allowed: &[Algorithm]) -> Result<Header, HeaderError> {
         check(v.as_object().unwrap(), allowed)
+    }
+
+    #[test]
+    fn access_token_type() {
+        let typed =
+            |typ: Value| is_access_token(json!({"alg": "ES256", "typ": typ}).as_object().unwrap());
+        assert!(typed(json!("at+jwt")));
+        assert!(typed(json!("AT+JWT")));
+        assert!(typed(json!("application/at+jwt")));
+        assert!(!typed(json!("JWT")));
+        assert!(!typed(json!("at+jwt ")));
+        assert!(!typed(json!(["at+jwt"])));
+        assert!(!is_access_token(
+            json!({"alg": "ES256"}).as_object().unwrap()
+        ));
     }
 
     #[test]

@@ -32,14 +32,7 @@ pub(crate) fn decode<'a>(token: &'a str, allowed: &[Algorithm]) -> Result<Jws<'a
         // Five segments would be an encrypted JWT, which the broker never issues.
         DecodeError::Encrypted | DecodeError::Malformed => InvalidToken::Malformed,
     })?;
-    // `typ` keeps an ID token or any other JWT the broker's keys signed from passing as an
-    // access token (RFC 9068 §4, RFC 8725 §3.11). Media types compare case-insensitively.
-    let typ = jws
-        .header
-        .get("typ")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if !(typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")) {
+    if !header::is_access_token(&jws.header) {
         return Err(InvalidToken::WrongType);
     }
     let allowed: Vec<sts_jose::Algorithm> = allowed.iter().map(|a| a.jose()).collect();

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dev;
 pub mod duration;
 pub mod exchange;
+pub mod github;
 pub mod http;
 pub mod inbound;
 pub mod jose;

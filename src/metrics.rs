@@ -46,6 +46,15 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+/// Labels of a call to GitHub's API.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GitHubLabels {
+    /// `installation` or `access_token`.
+    pub call: &'static str,
+    /// `ok`, `refused`, `rate_limited`, `unavailable`.
+    pub outcome: &'static str,
+}
+
 /// Every metric the broker exports.
 pub struct Metrics {
     registry: Registry,
@@ -69,6 +78,9 @@ pub struct Metrics {
     pub connections_refused: Family<LimitLabels, Counter>,
     /// Requests whose body did not arrive within the deadline.
     pub body_timeouts: Counter,
+    /// Calls to GitHub's API by call and outcome (installation lookups from the cache are
+    /// not calls).
+    pub github_calls: Family<GitHubLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +103,12 @@ impl Metrics {
         let open_connections = Gauge::default();
         let connections_refused = Family::<LimitLabels, Counter>::default();
         let body_timeouts = Counter::default();
+        let github_calls = Family::<GitHubLabels, Counter>::default();
+        registry.register(
+            "github_calls",
+            "Calls to GitHub's API by call and outcome",
+            github_calls.clone(),
+        );
         registry.register(
             "exchanges",
             "Token exchanges by result, reason code and policy",
@@ -153,6 +171,7 @@ impl Metrics {
             open_connections,
             connections_refused,
             body_timeouts,
+            github_calls,
         }
     }
 

@@ -98,6 +98,7 @@ impl Application {
         let limits = Limits {
             max_ttl: config.max_ttl.0,
             allow_insecure_loopback_issuers: config.allow_insecure_loopback_issuers,
+            read_app_keys: true,
         };
         let policy_set =
             load_policies(&*store, &config, dev.as_ref().map(|d| d.get_ref()), &limits).await?;
@@ -137,6 +138,10 @@ impl Application {
                 max_ttl: config.max_ttl.0,
             },
             per_subject: config.rate_limit_per_subject.limiter(),
+            github: Arc::new(crate::github::GitHubClient::new(
+                config.upstream_timeout.0,
+                metrics.clone(),
+            )?),
         });
         let services = Services {
             authenticator: web::Data::new(Authenticator::new(
@@ -455,6 +460,7 @@ async fn load_policies(
     // By set, not by scanning the bundle for each stored document: 10,000 × 10,000.
     let bundled: std::collections::HashSet<(Kind, &str)> = (bundle.issuers.iter())
         .map(|(d, _)| (Kind::Issuer, d.name.as_str()))
+        .chain((bundle.apps.iter()).map(|(d, _)| (Kind::GitHubApp, d.name.as_str())))
         .chain((bundle.policies.iter()).map(|(d, _)| (Kind::TrustPolicy, d.name.as_str())))
         .collect();
     let in_bundle = |kind: Kind, name: &str| bundled.contains(&(kind, name));
@@ -466,13 +472,15 @@ async fn load_policies(
         .retain(|d| !gone.contains(&(Kind::Issuer, d.name.clone())));
     base.policies
         .retain(|d| !gone.contains(&(Kind::TrustPolicy, d.name.clone())));
+    base.apps
+        .retain(|d| !gone.contains(&(Kind::GitHubApp, d.name.clone())));
     if let Some(dev) = dev {
         let (issuer, policy) = dev.documents();
         base.issuers.push(issuer);
         base.policies.push(policy);
     }
     let set = loaded
-        .compile_over(&base.issuers, &base.policies, limits)
+        .compile_over_all((&base.apps, &base.issuers, &base.policies), limits)
         .map_err(|errs| policy_errors(&dir, &errs))?;
     let mut changes: Vec<DocumentChange> = gone
         .into_iter()
@@ -483,6 +491,14 @@ async fn load_policies(
             expected_version: None,
         })
         .collect();
+    for (doc, _) in &bundle.apps {
+        changes.push(DocumentChange {
+            kind: Kind::GitHubApp,
+            name: doc.name.clone(),
+            body: Some(serde_json::to_string(doc)?),
+            expected_version: None,
+        });
+    }
     for (doc, _) in &bundle.issuers {
         changes.push(DocumentChange {
             kind: Kind::Issuer,
@@ -529,13 +545,15 @@ fn compile_base(
         base.issuers.push(issuer);
         base.policies.push(policy);
     }
-    PolicySet::compile(&base.issuers, &base.policies, limits).map_err(|errs| {
-        let list: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!(
-            "stored policy documents are invalid:\n  {}",
-            list.join("\n  ")
-        )
-    })
+    PolicySet::compile_with_apps(&base.apps, &base.issuers, &base.policies, limits).map_err(
+        |errs| {
+            let list: Vec<String> = errs.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!(
+                "stored policy documents are invalid:\n  {}",
+                list.join("\n  ")
+            )
+        },
+    )
 }
 
 /// Rotates the signing key when it is due and reloads the ring (which also drops retired keys

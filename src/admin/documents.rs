@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use super::{AdminError, Precondition};
 use crate::audit::{Actor, AuditEvent};
 use crate::policy::test_case::TEST_KIND;
-use crate::policy::{CurrentPolicies, IssuerDoc, Kind, Limits, PolicySet, TrustPolicyDoc};
+use crate::policy::{
+    CurrentPolicies, GitHubAppDoc, IssuerDoc, Kind, Limits, PolicySet, TrustPolicyDoc,
+};
 use crate::storage::{DocumentChange, Storage, StoredDocument, StoredDocuments};
 use crate::time::rfc3339;
 use crate::trail::AuditWriter;
@@ -72,6 +74,7 @@ pub struct ApplyReport {
 enum Parsed {
     Issuer(IssuerDoc),
     Policy(TrustPolicyDoc),
+    App(GitHubAppDoc),
 }
 
 impl Parsed {
@@ -104,6 +107,7 @@ impl Parsed {
             Kind::TrustPolicy => {
                 Parsed::Policy(crate::policy::parse::from_json(body).map_err(fail)?)
             }
+            Kind::GitHubApp => Parsed::App(crate::policy::parse::from_json(body).map_err(fail)?),
         })
     }
 
@@ -111,6 +115,7 @@ impl Parsed {
         match self {
             Parsed::Issuer(d) => &d.name,
             Parsed::Policy(d) => &d.name,
+            Parsed::App(d) => &d.name,
         }
     }
 
@@ -118,6 +123,7 @@ impl Parsed {
         match self {
             Parsed::Issuer(_) => Kind::Issuer,
             Parsed::Policy(_) => Kind::TrustPolicy,
+            Parsed::App(_) => Kind::GitHubApp,
         }
     }
 
@@ -125,6 +131,7 @@ impl Parsed {
         match self {
             Parsed::Issuer(d) => serde_json::to_value(d),
             Parsed::Policy(d) => serde_json::to_value(d),
+            Parsed::App(d) => serde_json::to_value(d),
         }
         .unwrap_or(Value::Null)
     }
@@ -139,6 +146,10 @@ impl Parsed {
             Parsed::Policy(d) => {
                 docs.policies.retain(|x| x.name != d.name);
                 docs.policies.push(d);
+            }
+            Parsed::App(d) => {
+                docs.apps.retain(|x| x.name != d.name);
+                docs.apps.push(d);
             }
         }
     }
@@ -296,6 +307,7 @@ impl Documents {
         match kind {
             Kind::Issuer => docs.issuers.retain(|d| d.name != name),
             Kind::TrustPolicy => docs.policies.retain(|d| d.name != name),
+            Kind::GitHubApp => docs.apps.retain(|d| d.name != name),
         }
         let set = self.compile_with_overlay(&docs)?;
         let change = DocumentChange {
@@ -334,14 +346,16 @@ impl Documents {
                     errors.extend(e.into_iter().map(|e| format!("document {i}: {e}")))
                 }
                 Some(Err(e)) => return Err(e),
-                None => errors.push(format!("document {i}: kind must be Issuer or TrustPolicy")),
+                None => errors.push(format!(
+                    "document {i}: kind must be Issuer, TrustPolicy or GitHubApp"
+                )),
             }
         }
         if !errors.is_empty() {
             return Err(AdminError::Invalid(errors));
         }
         let _write = self.writes.lock().await;
-        let stored: Vec<StoredDocument> = [Kind::Issuer, Kind::TrustPolicy]
+        let stored: Vec<StoredDocument> = [Kind::GitHubApp, Kind::Issuer, Kind::TrustPolicy]
             .into_iter()
             .map(|k| self.store.list_documents(k))
             .collect::<futures_util::future::TryJoinAll<_>>()
@@ -469,7 +483,7 @@ impl Documents {
         let mut policies = docs.policies.clone();
         issuers.extend(self.overlay.issuers.iter().cloned());
         policies.extend(self.overlay.policies.iter().cloned());
-        PolicySet::compile(&issuers, &policies, &self.limits)
+        PolicySet::compile_with_apps(&docs.apps, &issuers, &policies, &self.limits)
             .map_err(|errs| AdminError::Invalid(errs.iter().map(ToString::to_string).collect()))
     }
 

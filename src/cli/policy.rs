@@ -18,6 +18,8 @@ pub fn lint(config: Option<PathBuf>, dir: &Path, strict: bool) -> ExitCode {
     let limits = Limits {
         max_ttl: config.max_ttl.0,
         allow_insecure_loopback_issuers: config.allow_insecure_loopback_issuers,
+        // Lint runs where policies are reviewed; the apps' keys live where the broker runs.
+        read_app_keys: false,
     };
     if !dir.is_dir() {
         eprintln!("error: {} is not a folder", dir.display());
@@ -78,6 +80,9 @@ pub async fn apply(dir: &Path, prune: bool, dry_run: bool, args: &BrokerArgs) ->
         Err(code) => return code,
     };
     let mut documents: Vec<Value> = Vec::new();
+    for (doc, _) in &bundle.apps {
+        documents.push(with_kind(serde_json::to_value(doc), "GitHubApp"));
+    }
     for (doc, _) in &bundle.issuers {
         documents.push(with_kind(serde_json::to_value(doc), "Issuer"));
     }

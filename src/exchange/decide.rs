@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{ExchangeError, ExchangeRequest, Trace};
 use crate::inbound::Validated;
+use crate::policy::github::{AUDIENCE_PREFIX, GitHubGrant, GitHubRequest, Refusal};
 use crate::policy::trust::Rendered;
 use crate::policy::{Check, PolicySet, TrustPolicy};
 
@@ -19,6 +20,9 @@ pub struct Decided {
     pub scopes: Vec<String>,
     /// Issued subject (unprefixed) and mapped claims.
     pub rendered: Rendered,
+    /// For a `github` grant: what GitHub is asked for (`audience` is then the target as
+    /// asked, `github:OWNER[/REPO]`, and `scopes` the permissions as `NAME:LEVEL`).
+    pub github: Option<GitHubRequest>,
 }
 
 /// Chooses the policy for a validated token. With `policy`, only that one is evaluated;
@@ -61,9 +65,12 @@ pub fn decide(
         }
         match outcome {
             Ok(decided) => return Ok(decided),
-            Err(Some(e)) => {
-                failure.get_or_insert(e);
-            }
+            // A policy that could grant the audience asked for, but not the rest, says more
+            // than one that grants other audiences (a GitHub grant beside broker grants).
+            Err(Some(e)) => match failure {
+                None | Some(ExchangeError::InvalidTarget) => failure = Some(e),
+                Some(_) => {}
+            },
             Err(None) => {}
         }
     }
@@ -83,6 +90,9 @@ fn judge(
     }
     let rendered = policy.render(&token.claims, checks).ok_or(None)?;
     let grant = &policy.grant;
+    if let Some(github) = &grant.github {
+        return judge_github(policy, github, req, rendered).map_err(Some);
+    }
     let audience = match &req.audience {
         Some(a) if grant.audience.contains(a) => a.clone(),
         Some(_) => return Err(Some(ExchangeError::InvalidTarget)),
@@ -99,5 +109,155 @@ fn judge(
         audience,
         scopes,
         rendered,
+        github: None,
     })
+}
+
+/// A policy that grants a GitHub token: the audience names the target (`github:OWNER` or
+/// `github:OWNER/REPO`; in the octo-sts shape also without the prefix), the scopes narrow
+/// the permissions.
+fn judge_github(
+    policy: &Arc<TrustPolicy>,
+    grant: &GitHubGrant,
+    req: &ExchangeRequest,
+    rendered: Rendered,
+) -> Result<Decided, ExchangeError> {
+    let target = match req.audience.as_deref() {
+        None => None,
+        Some(a) => match a.strip_prefix(AUDIENCE_PREFIX) {
+            Some(target) => Some(target),
+            None if req.bare_github_target => Some(a),
+            None => return Err(ExchangeError::InvalidTarget),
+        },
+    };
+    let request = grant
+        .narrow(target, req.scopes.as_deref())
+        .map_err(|refusal| match refusal {
+            Refusal::Target => ExchangeError::InvalidTarget,
+            Refusal::Scope => ExchangeError::InvalidScope,
+        })?;
+    let audience = match &request.repositories {
+        Some(repos) if repos.len() == 1 && target.is_some_and(|t| t.contains('/')) => {
+            format!("{AUDIENCE_PREFIX}{}/{}", request.owner, repos[0])
+        }
+        _ => format!("{AUDIENCE_PREFIX}{}", request.owner),
+    };
+    Ok(Decided {
+        policy: policy.clone(),
+        audience,
+        scopes: request.scopes(),
+        rendered,
+        github: Some(request),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::policy::github::Level;
+    use crate::policy::{GitHubAppDoc, IssuerDoc, Limits, TrustPolicyDoc};
+
+    /// An issuer, one app, a policy granting a broker token and one granting a GitHub token,
+    /// both admitting the same token.
+    fn set() -> PolicySet {
+        let app: GitHubAppDoc =
+            serde_json::from_value(json!({"name": "bot", "app_id": 1, "private_key_env": "K"}))
+                .unwrap();
+        let issuer: IssuerDoc = serde_json::from_value(
+            json!({"name": "ci", "url": "https://ci.example", "audiences": ["sts"]}),
+        )
+        .unwrap();
+        let policy = |name: &str, grant: Value| -> TrustPolicyDoc {
+            serde_json::from_value(
+                json!({"name": name, "issuer": "ci", "subject": "s", "grant": grant}),
+            )
+            .unwrap()
+        };
+        let policies = [
+            policy(
+                "a-jwt",
+                json!({"audience": "https://api", "scopes": ["read"]}),
+            ),
+            policy(
+                "b-github",
+                json!({"github": {"app": "bot", "owner": "acme", "repositories": ["api", "web"],
+                                  "permissions": {"contents": "write", "issues": "read"}}}),
+            ),
+        ];
+        let limits = Limits {
+            max_ttl: Duration::from_secs(3600),
+            allow_insecure_loopback_issuers: false,
+            read_app_keys: false,
+        };
+        PolicySet::compile_with_apps(&[app], &[issuer], &policies, &limits).unwrap()
+    }
+
+    fn decide_for(set: &PolicySet, req: ExchangeRequest) -> Result<Decided, ExchangeError> {
+        let token = Validated {
+            issuer: set.issuer("ci").unwrap().clone(),
+            claims: json!({"sub": "s"}).as_object().unwrap().clone(),
+            subject: "s".into(),
+            jti: None,
+            exp: i64::MAX,
+        };
+        decide(set, &token, &req, None)
+    }
+
+    fn asking(audience: &str, scopes: Option<&[&str]>) -> ExchangeRequest {
+        ExchangeRequest {
+            audience: Some(audience.into()),
+            scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            ..ExchangeRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_github_audience_chooses_the_github_grant_and_narrows_it() {
+        let set = set();
+        let d = decide_for(&set, asking("github:acme/web", Some(&["issues:read"]))).unwrap();
+        assert_eq!(d.policy.name, "b-github");
+        assert_eq!(d.audience, "github:acme/web");
+        assert_eq!(d.scopes, ["issues:read"]);
+        let github = d.github.unwrap();
+        assert_eq!(github.repositories, Some(vec!["web".to_owned()]));
+        assert_eq!(
+            github.permissions,
+            BTreeMap::from([("issues".to_owned(), Level::Read)])
+        );
+        // A broker audience goes to the policy that grants it, as before.
+        let jwt = decide_for(&set, asking("https://api", None)).unwrap();
+        assert_eq!(jwt.policy.name, "a-jwt");
+        assert!(jwt.github.is_none());
+    }
+
+    #[test]
+    fn what_no_grant_holds_is_refused() {
+        let set = set();
+        let refused = |req| decide_for(&set, req).err().map(|e| e.code());
+        assert_eq!(
+            refused(asking("github:acme/other", None)),
+            Some("audience_not_granted")
+        );
+        assert_eq!(
+            refused(asking("github:acme", Some(&["issues:write"]))),
+            Some("scope_not_granted")
+        );
+        // Without `github:` only in the octo-sts shape.
+        assert_eq!(
+            refused(asking("acme/api", None)),
+            Some("audience_not_granted")
+        );
+        let octo = ExchangeRequest {
+            bare_github_target: true,
+            policy: Some("b-github".into()),
+            ..asking("acme/api", None)
+        };
+        let d = decide_for(&set, octo).unwrap();
+        assert_eq!(d.github.unwrap().repositories, Some(vec!["api".to_owned()]));
+    }
 }

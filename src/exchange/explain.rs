@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{ExchangeError, ExchangeRequest, PolicyTrace, TokenExchange, Trace, decide};
+use crate::policy::github::GitHubRequest;
 
 /// The decision and its reasons.
 #[derive(Debug, Serialize)]
@@ -21,6 +22,9 @@ pub struct Explanation {
     pub inbound: Option<Value>,
     /// Every candidate policy with every check.
     pub policies: Vec<PolicyTrace>,
+    /// For a GitHub grant: what GitHub would be asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub github: Option<GitHubRequest>,
 }
 
 impl TokenExchange {
@@ -38,6 +42,7 @@ impl TokenExchange {
                     policy: None,
                     inbound: None,
                     policies: Vec::new(),
+                    github: None,
                 };
             }
         };
@@ -51,13 +56,20 @@ impl TokenExchange {
             Ok(d) => Explanation {
                 decision: "allow",
                 reason: "issued",
-                message: format!(
-                    "policy {:?} grants audience {:?}",
-                    d.policy.name, d.audience
-                ),
+                message: match &d.github {
+                    Some(g) => format!(
+                        "policy {:?} grants a GitHub token of app {:?} on owner {:?}",
+                        d.policy.name, g.app, g.owner
+                    ),
+                    None => format!(
+                        "policy {:?} grants audience {:?}",
+                        d.policy.name, d.audience
+                    ),
+                },
                 policy: Some(d.policy.name.clone()),
                 inbound,
                 policies,
+                github: d.github,
             },
             Err(e) => Explanation {
                 decision: "deny",
@@ -66,6 +78,7 @@ impl TokenExchange {
                 policy: None,
                 inbound,
                 policies,
+                github: None,
             },
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::github::GitHubClient;
 use crate::inbound::{InboundError, Validated, Validator};
 use crate::metrics::{ExchangeLabels, LimitLabels, Metrics};
 use crate::mint::SigningKeys;
@@ -16,6 +17,7 @@ use crate::trail::AuditWriter;
 
 mod decide;
 mod explain;
+mod github;
 mod issued;
 mod record;
 mod trace;
@@ -48,6 +50,8 @@ pub struct ExchangeRequest {
     pub scopes: Option<Vec<String>>,
     /// Evaluate only this policy.
     pub policy: Option<String>,
+    /// The octo-sts shape: a GitHub target may be named without `github:` (`OWNER/REPO`).
+    pub bare_github_target: bool,
 }
 
 /// Who asked, and when.
@@ -72,10 +76,12 @@ pub struct Issued {
     pub scope: String,
     /// The policy that granted it.
     pub policy: String,
-    /// Its `jti`.
-    pub jti: String,
+    /// Its `jti` (`None`: a GitHub token, which has none).
+    pub jti: Option<String>,
     /// Its `exp`.
     pub exp: i64,
+    /// Whether it is a GitHub installation token rather than a broker JWT.
+    pub github: bool,
 }
 
 /// Why no token was issued. `Display` is safe for clients: it never says which policy nearly
@@ -106,6 +112,19 @@ pub enum ExchangeError {
     /// Signing or auditing failed: fail closed.
     #[error("the broker cannot issue tokens right now")]
     Unavailable,
+    /// GitHub is unreachable, failing or rate limiting; retry after the wait when known.
+    #[error("GitHub cannot issue tokens right now; retry later")]
+    GitHubUnavailable(Option<Duration>),
+    /// GitHub refused the token the policy grants: the app is not installed on the owner,
+    /// or may not grant these repositories or permissions.
+    #[error(
+        "GitHub refused a token for owner {owner:?}: is the GitHub App installed there, with \
+         these repositories and permissions?"
+    )]
+    GitHubRefused {
+        /// The owner, as the policy names it (never anything of the app's key).
+        owner: String,
+    },
 }
 
 impl ExchangeError {
@@ -120,6 +139,8 @@ impl ExchangeError {
             Self::Replayed => "token_replayed",
             Self::RateLimited(_) => "rate_limited",
             Self::Unavailable => "unavailable",
+            Self::GitHubUnavailable(_) => "github_unavailable",
+            Self::GitHubRefused { .. } => "github_refused",
         }
     }
 }
@@ -153,6 +174,8 @@ pub struct ExchangeParts {
     pub lifetimes: Lifetimes,
     /// Per (issuer, subject) limit, if any.
     pub per_subject: Option<RateLimiter>,
+    /// GitHub's API, for policies that grant GitHub tokens.
+    pub github: Arc<GitHubClient>,
 }
 
 /// The token exchange.
@@ -166,6 +189,7 @@ pub struct TokenExchange {
     replay_store: Arc<dyn Storage>,
     lifetimes: Lifetimes,
     per_subject: Option<RateLimiter>,
+    github: Arc<GitHubClient>,
 }
 
 impl TokenExchange {
@@ -181,6 +205,7 @@ impl TokenExchange {
             replay_store: parts.replay_store,
             lifetimes: parts.lifetimes,
             per_subject: parts.per_subject,
+            github: parts.github,
         }
     }
 
@@ -247,15 +272,17 @@ impl TokenExchange {
                     inbound,
                     denying_policy: trace.denying_policy().map(str::to_owned),
                     trace: Some(trace),
+                    github: None,
                 };
             }
         };
-        let result = self.issue(&token, &decided, ctx.now).await;
+        let (result, github) = self.issue(&token, &decided, ctx.now).await;
         Outcome {
             result,
             inbound,
             denying_policy: Some(decided.policy.name.clone()),
             trace: None,
+            github,
         }
     }
 
@@ -273,20 +300,33 @@ impl TokenExchange {
     }
 
     /// Issues the token a policy decided on, once the subject token is current and (with
-    /// replay protection) its `jti` unused.
+    /// replay protection) its `jti` unused: a broker JWT, or a GitHub token. Returns with it
+    /// what the audit record says of a GitHub grant.
     async fn issue(
         &self,
         token: &Validated,
         decided: &Decided,
         now: i64,
-    ) -> Result<Issued, ExchangeError> {
+    ) -> (Result<Issued, ExchangeError>, Option<Value>) {
+        let github = decided.github.as_ref();
+        let checked = self.check_current(token, now).await;
+        match (checked, github) {
+            (Err(e), _) => (Err(e), github.map(github::requested)),
+            (Ok(()), None) => (self.mint(token, decided, now), None),
+            (Ok(()), Some(request)) => {
+                let (result, detail) = self.issue_github(decided, request, now).await;
+                (result, Some(detail))
+            }
+        }
+    }
+
+    async fn check_current(&self, token: &Validated, now: i64) -> Result<(), ExchangeError> {
         if token.exp <= now {
             // Accepted within the clock leeway, but an issued token may not outlive it, and
             // one that is expired at birth is of no use.
             return Err(InboundError::Claims("is expired").into());
         }
-        self.consume_jti(token).await?;
-        self.mint(token, decided, now)
+        self.consume_jti(token).await
     }
 
     /// With replay protection, a `jti` is exchanged once; it is remembered past the token's
@@ -336,8 +376,9 @@ impl TokenExchange {
             expires_in: exp - now,
             scope,
             policy: decided.policy.name.clone(),
-            jti,
+            jti: Some(jti),
             exp,
+            github: false,
         })
     }
 }

@@ -65,6 +65,8 @@ pub(super) struct Outcome {
     pub(super) denying_policy: Option<String>,
     /// For a denial after validation: why each candidate policy said no.
     pub(super) trace: Option<Trace>,
+    /// For a GitHub grant: what was asked of GitHub and what it answered (never the token).
+    pub(super) github: Option<Value>,
 }
 
 impl Outcome {
@@ -75,6 +77,7 @@ impl Outcome {
             inbound,
             denying_policy: None,
             trace: None,
+            github: None,
         }
     }
 
@@ -109,6 +112,9 @@ impl Outcome {
             }
             detail["trace"] = serde_json::to_value(trace.policies()).unwrap_or_default();
         }
+        if let Some(github) = &self.github {
+            detail["github"] = github.clone();
+        }
         let issued = self.result.as_ref().ok();
         AuditEvent {
             request_id: ctx.request_id.clone(),
@@ -124,7 +130,7 @@ impl Outcome {
             inbound_iss: self.inbound.iss.clone(),
             inbound_sub: self.inbound.sub.clone(),
             inbound_jti: self.inbound.jti.clone(),
-            issued_jti: issued.map(|i| i.jti.clone()),
+            issued_jti: issued.and_then(|i| i.jti.clone()),
             issued_exp: issued.map(|i| i.exp),
             detail,
         }

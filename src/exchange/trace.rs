@@ -43,8 +43,8 @@ pub struct Trace {
     bytes: usize,
     /// Policies evaluated but not recorded.
     omitted: usize,
-    /// The first policy that admitted the token but could not grant what was asked.
-    denying: Option<String>,
+    /// The policy that admitted the token but could not grant what was asked, and why.
+    denying: Option<(String, &'static str)>,
 }
 
 impl Trace {
@@ -99,8 +99,14 @@ impl Trace {
         outcome: &'static str,
         checks: Option<Vec<Check>>,
     ) {
-        if outcome != "not_admitted" && self.denying.is_none() {
-            self.denying = Some(policy.to_owned());
+        // The policy whose refusal the client gets (see `decide`): the first that admitted
+        // the token, unless it only lacked the audience and a later one had it.
+        let replaces = match &self.denying {
+            None => true,
+            Some((_, first)) => *first == "audience_not_granted" && outcome != *first,
+        };
+        if outcome != "not_admitted" && replaces {
+            self.denying = Some((policy.to_owned(), outcome));
         }
         let Some(mut checks) = checks else {
             self.omitted += 1;
@@ -128,12 +134,13 @@ impl Trace {
     }
 
     /// The policy a denial is recorded under, so that audit queries by policy show it: the
-    /// first that admitted the token but could not grant the audience or scopes asked. Only
+    /// one whose refusal the client got (the first that admitted the token but could not
+    /// grant what was asked, unless it lacked only the audience and a later one had it). Only
     /// a policy that admitted the token: a policy the client merely named (kept in the
     /// record's detail) would let anyone holding a token of the issuer file denials, and
     /// metrics, under any of its policies.
     pub fn denying_policy(&self) -> Option<&str> {
-        self.denying.as_deref()
+        self.denying.as_ref().map(|(policy, _)| policy.as_str())
     }
 
     /// Policies evaluated but left out of the trace.

@@ -100,7 +100,19 @@ impl From<&ExchangeError> for OAuthError {
                 "temporarily_unavailable",
                 text,
             ),
-            ExchangeError::InvalidTarget => {
+            // GitHub's wait when it gave one; otherwise the usual short one.
+            ExchangeError::GitHubUnavailable(wait) => {
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    text,
+                );
+                if let Some(wait) = wait {
+                    e.retry_after = Some(whole_seconds(*wait));
+                }
+                e
+            }
+            ExchangeError::InvalidTarget | ExchangeError::GitHubRefused { .. } => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_target", text)
             }
             ExchangeError::InvalidScope => {

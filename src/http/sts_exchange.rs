@@ -64,6 +64,9 @@ async fn handle(
         audience,
         scopes: None,
         policy: params.get("identity").map(str::to_owned),
+        // octo-sts names the target `OWNER/REPO`; a policy that grants broker tokens still
+        // takes `scope` as its audience, as before.
+        bare_github_target: true,
     };
     let issued = exchange
         .exchange(&request, &caller.context(id))

@@ -51,7 +51,12 @@ async fn handle(
         .insert_header((PRAGMA, "no-cache"))
         .json(TokenResponse {
             access_token: &issued.access_token,
-            issued_token_type: issued_type,
+            // A GitHub token is not a JWT, whatever was asked for.
+            issued_token_type: if issued.github {
+                ACCESS_TOKEN
+            } else {
+                issued_type
+            },
             token_type: "Bearer",
             expires_in: issued.expires_in,
             scope: &issued.scope,
@@ -100,6 +105,7 @@ fn parse_request(params: &Params) -> Result<(ExchangeRequest, &'static str), OAu
         audience: params.get("audience").map(str::to_owned),
         scopes,
         policy: params.get("policy").map(str::to_owned),
+        bare_github_target: false,
     };
     Ok((request, issued_type))
 }

@@ -11,13 +11,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::duration::HumanDuration;
 
-/// The two kinds of document.
+/// The kinds of document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
     /// An identity provider whose tokens the broker accepts.
     Issuer,
     /// A rule that admits some of an issuer's tokens and says what they get.
     TrustPolicy,
+    /// A GitHub App whose installation tokens policies may grant.
+    GitHubApp,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
         match self {
             Kind::Issuer => "Issuer",
             Kind::TrustPolicy => "TrustPolicy",
+            Kind::GitHubApp => "GitHubApp",
         }
     }
 
@@ -34,6 +37,7 @@ impl Kind {
         match text {
             "Issuer" => Some(Kind::Issuer),
             "TrustPolicy" => Some(Kind::TrustPolicy),
+            "GitHubApp" => Some(Kind::GitHubApp),
             _ => None,
         }
     }
@@ -105,11 +109,12 @@ pub struct TrustPolicyDoc {
     pub grant: GrantDoc,
 }
 
-/// What an admitted token may be issued.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// What an admitted token may be issued: a broker token (`audience`) or a GitHub
+/// installation token (`github`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GrantDoc {
-    /// The issued token's possible `aud` values.
+    /// The issued token's possible `aud` values (empty with `github`).
+    #[serde(default, skip_serializing_if = "OneOrMany::is_empty")]
     pub audience: OneOrMany,
     /// The scopes it may carry.
     #[serde(default)]
@@ -123,6 +128,103 @@ pub struct GrantDoc {
     /// Claims copied into the issued token, as templates over inbound claims.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, String>,
+    /// A GitHub installation token instead of a broker token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GitHubGrantDoc>,
+}
+
+/// [`GrantDoc`] as read: `audience` is required unless `github` is given (whether both are
+/// given is checked when the policy compiles, where the error has a line of its own).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantRepr {
+    #[serde(default)]
+    audience: Option<OneOrMany>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    ttl: Option<HumanDuration>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    claims: BTreeMap<String, String>,
+    #[serde(default)]
+    github: Option<GitHubGrantDoc>,
+}
+
+impl<'de> Deserialize<'de> for GrantDoc {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(GrantVisitor)
+    }
+}
+
+/// Reads the map inside the visitor, so that a missing `audience` is reported where the
+/// grant's map is (its line), like any other missing field.
+struct GrantVisitor;
+
+impl<'de> Visitor<'de> for GrantVisitor {
+    type Value = GrantDoc;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a grant: a map with `audience` or `github`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<GrantDoc, A::Error> {
+        let r = GrantRepr::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        if r.audience.is_none() && r.github.is_none() {
+            return Err(de::Error::missing_field("audience"));
+        }
+        Ok(GrantDoc {
+            audience: r.audience.unwrap_or(OneOrMany(Vec::new())),
+            scopes: r.scopes,
+            ttl: r.ttl,
+            subject: r.subject,
+            claims: r.claims,
+            github: r.github,
+        })
+    }
+}
+
+/// `grant.github`: what installation token of which app a policy may give.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubGrantDoc {
+    /// Name of the `GitHubApp` document.
+    pub app: String,
+    /// The account (organisation or user) whose installation of the app is used.
+    pub owner: String,
+    /// Repositories of that owner the token may reach; absent: the installation's own set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<Vec<String>>,
+    /// Permission name to level (`contents: write`).
+    pub permissions: BTreeMap<String, String>,
+}
+
+/// `kind: GitHubApp`: an app whose installation tokens policies may grant. The private key
+/// is named, never written here: a document is stored, shown and audited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubAppDoc {
+    /// Accepted (and ignored) so one struct reads both YAML and admin JSON.
+    #[serde(default, skip_serializing)]
+    pub kind: Option<String>,
+    /// Name that policies refer to.
+    pub name: String,
+    /// The app's id (the app JWT's `iss`).
+    pub app_id: u64,
+    /// A PEM file holding the app's RSA private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<String>,
+    /// An environment variable holding the PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_env: Option<String>,
+    /// GitHub's REST API; default `https://api.github.com` (Enterprise Server:
+    /// `https://HOST/api/v3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// Free text for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// A list that may also be written as a single string.
@@ -135,6 +237,13 @@ pub struct OneOrMany(pub Vec<String>);
 enum OneOrManyRepr {
     One(String),
     Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// No value at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl From<OneOrManyRepr> for OneOrMany {

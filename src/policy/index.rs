@@ -198,6 +198,7 @@ mod tests {
         let limits = Limits {
             max_ttl: Duration::from_secs(3600),
             allow_insecure_loopback_issuers: false,
+            read_app_keys: false,
         };
         PolicySet::compile(&[issuer], &docs, &limits).unwrap()
     }

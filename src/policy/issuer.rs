@@ -162,7 +162,7 @@ fn has_userinfo(text: &str, url: &url::Url) -> bool {
 }
 
 /// Only https issuers are fetched; plain http only for loopback, and only when allowed.
-fn check_issuer_url(text: &str, allow_loopback_http: bool) -> Result<(), String> {
+pub(crate) fn check_issuer_url(text: &str, allow_loopback_http: bool) -> Result<(), String> {
     let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
     if url.query().is_some() || url.fragment().is_some() || has_userinfo(text, &url) {
         return Err(format!(

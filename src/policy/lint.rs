@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::claim_path::ClaimKey;
+use super::github::Level;
 use super::issuer::{GITHUB_GUARDED_EVENTS, Issuer};
 use super::owner::{self, SubjectPin};
 use super::set::{DocError, PolicySet};
@@ -132,8 +133,46 @@ fn policy_warnings(policy: &TrustPolicy) -> Vec<DocError> {
             ),
         );
     }
+    if let Some(github) = &policy.grant.github {
+        if github.repositories.is_none() {
+            warn(
+                "grant.github",
+                format!(
+                    "grants every repository app {:?} is installed on in {:?} (and any added \
+                     later); list `repositories` to narrow it",
+                    github.app.name, github.owner
+                ),
+            );
+        }
+        let strong: Vec<&str> = (github.permissions.iter())
+            .filter(|(name, level)| {
+                **level >= Level::Write && POWERFUL_PERMISSIONS.contains(&name.as_str())
+            })
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !strong.is_empty() {
+            warn(
+                "grant.github.permissions",
+                format!(
+                    "{} can change what runs in CI or who may change it: grant them only to \
+                     the jobs that must",
+                    strong.join(", ")
+                ),
+            );
+        }
+    }
     out
 }
+
+/// GitHub permissions whose write access reaches beyond the content of a repository.
+const POWERFUL_PERMISSIONS: &[&str] = &[
+    "administration",
+    "organization_administration",
+    "secrets",
+    "organization_secrets",
+    "workflows",
+    "members",
+];
 
 /// The advice for a subject that pins names only.
 fn names_only(subject: &Matcher) -> String {
@@ -167,6 +206,7 @@ mod tests {
         let limits = Limits {
             max_ttl: Duration::from_secs(3600),
             allow_insecure_loopback_issuers: false,
+            read_app_keys: false,
         };
         let set = PolicySet::compile(&[issuer], &[doc], &limits).unwrap();
         warnings(&set)
@@ -271,5 +311,46 @@ mod tests {
                 .any(|w| w.starts_with("url: ") && w.contains("guarded_events")),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn github_grants_of_every_repository_or_of_ci_itself_are_warned_about() {
+        let app: crate::policy::GitHubAppDoc =
+            serde_json::from_value(json!({"name": "bot", "app_id": 1, "private_key_env": "K"}))
+                .unwrap();
+        let issuer: IssuerDoc = serde_json::from_value(
+            json!({"name": "i", "url": "https://ci.example", "audiences": ["sts"]}),
+        )
+        .unwrap();
+        let warned = |github: Value| {
+            let doc: TrustPolicyDoc = serde_json::from_value(json!({"name": "p", "issuer": "i",
+                "subject": "s", "claims": {"repository_owner_id": "1"}, "grant": {"github": github}}))
+            .unwrap();
+            let limits = Limits {
+                max_ttl: Duration::from_secs(3600),
+                allow_insecure_loopback_issuers: false,
+                read_app_keys: false,
+            };
+            let set = PolicySet::compile_with_apps(
+                std::slice::from_ref(&app),
+                std::slice::from_ref(&issuer),
+                &[doc],
+                &limits,
+            )
+            .unwrap();
+            warnings(&set)
+                .into_iter()
+                .map(|w| w.field.unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        let narrow = json!({"app": "bot", "owner": "acme", "repositories": ["api"],
+                            "permissions": {"contents": "write"}});
+        assert!(warned(narrow.clone()).is_empty());
+        let mut every = narrow.clone();
+        every.as_object_mut().unwrap().remove("repositories");
+        assert_eq!(warned(every), ["grant.github"]);
+        let mut workflows = narrow;
+        workflows["permissions"] = json!({"workflows": "write"});
+        assert_eq!(warned(workflows), ["grant.github.permissions"]);
     }
 }

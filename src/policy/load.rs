@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::document::{IssuerDoc, Kind, TrustPolicyDoc};
+use super::document::{GitHubAppDoc, IssuerDoc, Kind, TrustPolicyDoc};
 use super::parse::{self, ParseError};
 use super::set::{DocError, Limits, PolicySet};
 use super::test_case::TEST_KIND;
@@ -99,6 +99,8 @@ impl fmt::Display for LoadError {
 /// Documents read from files, each with its origin.
 #[derive(Debug, Default)]
 pub struct Bundle {
+    /// `kind: GitHubApp` documents.
+    pub apps: Vec<(GitHubAppDoc, Origin)>,
     /// `kind: Issuer` documents.
     pub issuers: Vec<(IssuerDoc, Origin)>,
     /// `kind: TrustPolicy` documents.
@@ -131,6 +133,15 @@ impl Loaded {
         base_policies: &[TrustPolicyDoc],
         limits: &Limits,
     ) -> Result<PolicySet, Vec<LoadError>> {
+        self.compile_over_all((&[], base_issuers, base_policies), limits)
+    }
+
+    /// [`Loaded::compile_over`], with stored GitHub Apps in the base too.
+    pub fn compile_over_all(
+        &self,
+        base: (&[GitHubAppDoc], &[IssuerDoc], &[TrustPolicyDoc]),
+        limits: &Limits,
+    ) -> Result<PolicySet, Vec<LoadError>> {
         let orphans: HashSet<&str> = (self.bundle.policies.iter())
             .filter(|(d, _)| self.broken_issuers.contains(&d.issuer))
             .map(|(d, _)| d.name.as_str())
@@ -140,9 +151,7 @@ impl Loaded {
                 && e.field.as_deref() == Some("issuer")
                 && orphans.contains(e.name.as_str())
         };
-        let compiled =
-            self.bundle
-                .compile_filtered(base_issuers, base_policies, limits, consequence);
+        let compiled = self.bundle.compile_filtered(base, limits, consequence);
         if self.errors.is_empty() {
             return compiled;
         }
@@ -201,7 +210,7 @@ impl Loaded {
                     &origin,
                     line,
                     "kind",
-                    "unknown kind: expected `Issuer`, `TrustPolicy` or `PolicyTest`",
+                    "unknown kind: expected `Issuer`, `TrustPolicy`, `GitHubApp` or `PolicyTest`",
                 );
                 return;
             }
@@ -210,7 +219,7 @@ impl Loaded {
                     &origin,
                     origin.line,
                     "kind",
-                    "missing field: expected `Issuer`, `TrustPolicy` or `PolicyTest`",
+                    "missing field: expected `Issuer`, `TrustPolicy`, `GitHubApp` or `PolicyTest`",
                 );
                 return;
             }
@@ -238,6 +247,11 @@ impl Loaded {
             },
             Kind::TrustPolicy => match parse::from_yaml::<TrustPolicyDoc>(&origin.text) {
                 Ok(doc) if !failed => return self.bundle.policies.push((doc, origin)),
+                Ok(_) => {}
+                Err(e) => typed_error(e, &mut self.errors),
+            },
+            Kind::GitHubApp => match parse::from_yaml::<GitHubAppDoc>(&origin.text) {
+                Ok(doc) if !failed => return self.bundle.apps.push((doc, origin)),
                 Ok(_) => {}
                 Err(e) => typed_error(e, &mut self.errors),
             },
@@ -329,6 +343,11 @@ impl Bundle {
             .iter()
             .map(|(d, o)| (Kind::Issuer, d.name.as_str(), o))
             .chain(
+                self.apps
+                    .iter()
+                    .map(|(d, o)| (Kind::GitHubApp, d.name.as_str(), o)),
+            )
+            .chain(
                 self.policies
                     .iter()
                     .map(|(d, o)| (Kind::TrustPolicy, d.name.as_str(), o)),
@@ -358,20 +377,33 @@ impl Bundle {
         base_policies: &[TrustPolicyDoc],
         limits: &Limits,
     ) -> Result<PolicySet, Vec<LoadError>> {
-        self.compile_filtered(base_issuers, base_policies, limits, |_| false)
+        self.compile_filtered((&[], base_issuers, base_policies), limits, |_| false)
+    }
+
+    /// [`Bundle::compile_over`], with stored GitHub Apps in the base too.
+    pub fn compile_over_all(
+        &self,
+        base: (&[GitHubAppDoc], &[IssuerDoc], &[TrustPolicyDoc]),
+        limits: &Limits,
+    ) -> Result<PolicySet, Vec<LoadError>> {
+        self.compile_filtered(base, limits, |_| false)
     }
 
     /// [`Bundle::compile_over`], leaving out the errors that `skip` says follow from another.
     fn compile_filtered(
         &self,
-        base_issuers: &[IssuerDoc],
-        base_policies: &[TrustPolicyDoc],
+        (base_apps, base_issuers, base_policies): (
+            &[GitHubAppDoc],
+            &[IssuerDoc],
+            &[TrustPolicyDoc],
+        ),
         limits: &Limits,
         skip: impl Fn(&DocError) -> bool,
     ) -> Result<PolicySet, Vec<LoadError>> {
+        let apps = overlay(base_apps, &self.apps, |d| &d.name);
         let issuers = overlay(base_issuers, &self.issuers, |d| &d.name);
         let policies = overlay(base_policies, &self.policies, |d| &d.name);
-        PolicySet::compile(&issuers, &policies, limits).map_err(|errs| {
+        PolicySet::compile_with_apps(&apps, &issuers, &policies, limits).map_err(|errs| {
             errs.into_iter()
                 .filter(|e| !skip(e))
                 .map(|e| self.locate(e))
@@ -389,6 +421,11 @@ impl Bundle {
                 .map(|(_, o)| o),
             Kind::TrustPolicy => self
                 .policies
+                .iter()
+                .find(|(d, _)| d.name == e.name)
+                .map(|(_, o)| o),
+            Kind::GitHubApp => self
+                .apps
                 .iter()
                 .find(|(d, _)| d.name == e.name)
                 .map(|(_, o)| o),
@@ -511,6 +548,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_ttl: Duration::from_secs(3600),
         allow_insecure_loopback_issuers: false,
+        read_app_keys: false,
     };
 
     fn compile(text: &str) -> Result<PolicySet, Vec<String>> {

@@ -3,6 +3,7 @@
 pub mod claim_path;
 pub mod current;
 pub mod document;
+pub mod github;
 pub mod index;
 pub mod issuer;
 pub mod lint;
@@ -16,7 +17,7 @@ pub mod test_case;
 pub mod trust;
 
 pub use current::CurrentPolicies;
-pub use document::{IssuerDoc, Kind, MatcherDoc, TrustPolicyDoc};
+pub use document::{GitHubAppDoc, IssuerDoc, Kind, MatcherDoc, TrustPolicyDoc};
 pub use issuer::Issuer;
 pub use set::{DocError, Limits, PolicySet};
 pub use trust::{Check, TrustPolicy};

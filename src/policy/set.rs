@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::document::{IssuerDoc, Kind, TrustPolicyDoc};
+use super::document::{GitHubAppDoc, IssuerDoc, Kind, TrustPolicyDoc};
+use super::github::GitHubApp;
 use super::index::IssuerPolicies;
 use super::issuer::Issuer;
 use super::matcher::RegexCache;
@@ -18,8 +19,11 @@ use super::trust::TrustPolicy;
 pub struct Limits {
     /// No policy ttl may exceed this.
     pub max_ttl: Duration,
-    /// Accept `http://` loopback issuer URLs.
+    /// Accept `http://` loopback issuer URLs (and GitHub API URLs).
     pub allow_insecure_loopback_issuers: bool,
+    /// Read and parse GitHub Apps' private keys (serving). Lint and offline checks leave
+    /// them alone: the key lives where the broker runs, not where policies are reviewed.
+    pub read_app_keys: bool,
 }
 
 /// Why one document was refused.
@@ -49,6 +53,7 @@ impl std::fmt::Display for DocError {
 /// The compiled set; immutable, swapped whole when anything changes.
 #[derive(Debug, Default)]
 pub struct PolicySet {
+    apps: BTreeMap<String, Arc<GitHubApp>>,
     issuers_by_url: HashMap<String, Arc<Issuer>>,
     issuers_by_name: BTreeMap<String, Arc<Issuer>>,
     policies: BTreeMap<String, Arc<TrustPolicy>>,
@@ -63,9 +68,46 @@ impl PolicySet {
         policies: &[P],
         limits: &Limits,
     ) -> Result<Self, Vec<DocError>> {
+        Self::compile_with_apps::<&GitHubAppDoc, I, P>(&[], issuers, policies, limits)
+    }
+
+    /// [`PolicySet::compile`], with the GitHub Apps that policies may grant tokens of.
+    pub fn compile_with_apps<
+        A: Borrow<GitHubAppDoc>,
+        I: Borrow<IssuerDoc>,
+        P: Borrow<TrustPolicyDoc>,
+    >(
+        apps: &[A],
+        issuers: &[I],
+        policies: &[P],
+        limits: &Limits,
+    ) -> Result<Self, Vec<DocError>> {
         let mut errors = Vec::new();
         let mut set = PolicySet::default();
         let mut regexes = RegexCache::default();
+        for doc in apps.iter().map(Borrow::borrow) {
+            let fail = |field: &str, reason: String| DocError {
+                kind: Kind::GitHubApp,
+                name: doc.name.clone(),
+                field: Some(field.to_owned()),
+                reason,
+            };
+            if set.apps.contains_key(&doc.name) {
+                errors.push(fail("name", "duplicate GitHubApp name".into()));
+                continue;
+            }
+            let compiled = GitHubApp::compile(
+                doc,
+                limits.allow_insecure_loopback_issuers,
+                limits.read_app_keys,
+            );
+            match compiled {
+                Ok(app) => {
+                    set.apps.insert(app.name.clone(), Arc::new(app));
+                }
+                Err((field, reason)) => errors.push(fail(&field, reason)),
+            }
+        }
         for doc in issuers.iter().map(Borrow::borrow) {
             let fail = |field: Option<String>, reason: String| DocError {
                 kind: Kind::Issuer,
@@ -115,7 +157,9 @@ impl PolicySet {
                 errors.push(fail("issuer", format!("{why} {:?}", doc.issuer)));
                 continue;
             };
-            match TrustPolicy::compile(doc, issuer, limits.max_ttl, &mut regexes) {
+            let compiled =
+                TrustPolicy::compile(doc, issuer, &set.apps, limits.max_ttl, &mut regexes);
+            match compiled {
                 Ok(policy) => {
                     set.policies.insert(policy.name.clone(), Arc::new(policy));
                 }
@@ -178,6 +222,11 @@ impl PolicySet {
     /// Every issuer, in name order.
     pub fn issuers(&self) -> impl Iterator<Item = &Arc<Issuer>> {
         self.issuers_by_name.values()
+    }
+
+    /// Every GitHub App, in name order.
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<GitHubApp>> {
+        self.apps.values()
     }
 
     /// Every policy, in name order.

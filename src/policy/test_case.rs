@@ -68,6 +68,24 @@ pub struct ExpectDoc {
     /// Claims the issued token must have, compared as JSON values.
     #[serde(default)]
     pub token: Option<Map<String, Value>>,
+    /// For a GitHub grant: what GitHub would be asked for (each field given is compared).
+    #[serde(default)]
+    pub github: Option<ExpectGitHubDoc>,
+}
+
+/// The GitHub token a case expects to be asked for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectGitHubDoc {
+    /// The installation's account.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The repositories asked for (`[]`: none named, the installation's own set).
+    #[serde(default)]
+    pub repositories: Option<Vec<String>>,
+    /// Permission name to level.
+    #[serde(default)]
+    pub permissions: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The two answers an exchange can have.

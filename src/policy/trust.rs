@@ -1,5 +1,6 @@
 //! A trust policy, compiled: the matchers that admit a token and the grant it gets.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::claim_path::ClaimKey;
 use super::document::TrustPolicyDoc;
+use super::github::{GitHubApp, GitHubGrant};
 use super::issuer::Issuer;
 use super::matcher::{Matcher, RegexCache, scalar_text};
 use super::owner::{self, SubjectPin};
@@ -36,8 +38,10 @@ pub const RESERVED_CLAIMS: &[&str] = &[
 /// What an admitted token may get.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    /// Possible `aud` values of the issued token.
+    /// Possible `aud` values of the issued token (none with `github`).
     pub audience: Vec<String>,
+    /// A GitHub installation token instead of a broker token.
+    pub github: Option<GitHubGrant>,
     /// Scopes it may carry.
     pub scopes: Vec<String>,
     /// Lifetime ceiling, if the policy sets one.
@@ -96,6 +100,7 @@ impl TrustPolicy {
     pub fn compile(
         doc: &TrustPolicyDoc,
         issuer: &Issuer,
+        apps: &BTreeMap<String, Arc<GitHubApp>>,
         max_ttl: Duration,
         regexes: &mut RegexCache,
     ) -> Result<Self, FieldError> {
@@ -124,7 +129,7 @@ impl TrustPolicy {
                     .into(),
             );
         }
-        let grant = compile_grant(doc, max_ttl)?;
+        let grant = compile_grant(doc, apps, max_ttl)?;
         // Matching `event_name` at all, with any matcher, is the explicit choice that lifts
         // the guard: the policy's author has thought about which events it admits.
         let chooses_events = claims.iter().any(|(key, _)| key.is(EVENT_NAME));
@@ -270,9 +275,16 @@ impl TrustPolicy {
     }
 }
 
-fn compile_grant(doc: &TrustPolicyDoc, max_ttl: Duration) -> Result<Grant, FieldError> {
+fn compile_grant(
+    doc: &TrustPolicyDoc,
+    apps: &BTreeMap<String, Arc<GitHubApp>>,
+    max_ttl: Duration,
+) -> Result<Grant, FieldError> {
     let g = &doc.grant;
     let err = |field: &str, reason: String| Err((format!("grant.{field}"), reason));
+    if let Some(github) = &g.github {
+        return compile_github_grant(doc, github, apps);
+    }
     if g.audience.0.is_empty() || g.audience.0.iter().any(|a| a.trim().is_empty()) {
         return err(
             "audience",
@@ -319,10 +331,49 @@ fn compile_grant(doc: &TrustPolicyDoc, max_ttl: Duration) -> Result<Grant, Field
     }
     Ok(Grant {
         audience: g.audience.0.clone(),
+        github: None,
         scopes: g.scopes.clone(),
         ttl: g.ttl.map(|d| d.0),
         subject,
         claims,
+    })
+}
+
+/// A grant of a GitHub token: nothing of a broker token's grant applies to it, so nothing
+/// of it may be written beside (an `audience` or `scopes` there would read as a limit that
+/// nothing enforces).
+fn compile_github_grant(
+    doc: &TrustPolicyDoc,
+    github: &super::document::GitHubGrantDoc,
+    apps: &BTreeMap<String, Arc<GitHubApp>>,
+) -> Result<Grant, FieldError> {
+    let g = &doc.grant;
+    let beside = [
+        ("audience", !g.audience.0.is_empty()),
+        ("scopes", !g.scopes.is_empty()),
+        ("ttl", g.ttl.is_some()),
+        ("subject", g.subject.is_some()),
+        ("claims", !g.claims.is_empty()),
+    ];
+    if let Some((field, _)) = beside.iter().find(|(_, given)| *given) {
+        let reason = match *field {
+            "audience" => "a grant gives `audience` (a broker token) or `github` (a GitHub \
+                           token), not both"
+                .to_owned(),
+            other => format!(
+                "`{other}` shapes broker tokens; a `github` grant gives a GitHub token (use \
+                 `github.permissions`)"
+            ),
+        };
+        return Err((format!("grant.{field}"), reason));
+    }
+    Ok(Grant {
+        audience: Vec::new(),
+        github: Some(GitHubGrant::compile(github, apps)?),
+        scopes: Vec::new(),
+        ttl: None,
+        subject: None,
+        claims: Vec::new(),
     })
 }
 
@@ -384,6 +435,7 @@ mod tests {
         let limits = Limits {
             max_ttl: Duration::from_secs(3600),
             allow_insecure_loopback_issuers: false,
+            read_app_keys: false,
         };
         PolicySet::compile(&[issuer], &[doc], &limits)
             .map(|set| set.policy("p").unwrap().clone())

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 use super::Minting;
 use crate::exchange::{ExchangeRequest, Trace, decide, issued_claims};
 use crate::inbound::Validated;
+use crate::policy::github::GitHubRequest;
 use crate::policy::load::{LoadError, Origin};
 use crate::policy::test_case::{Decision, ExpectDoc, PolicyTestDoc};
 use crate::policy::{PolicySet, trust};
@@ -29,8 +30,10 @@ pub struct Actual {
     pub policy: Option<String>,
     /// The audit reason code.
     pub reason: &'static str,
-    /// The issued token's claims, when one was issued.
+    /// The issued token's claims, when a broker token was issued.
     pub token: Option<Map<String, Value>>,
+    /// What GitHub would be asked for, when a GitHub token was granted.
+    pub github: Option<GitHubRequest>,
     /// For a denial: each policy of the issuer with the first check it failed.
     pub why: Vec<String>,
 }
@@ -78,6 +81,15 @@ impl Case {
     /// of the token it would issue.
     pub fn run(&self, set: &PolicySet, minting: &Minting) -> Actual {
         match decide(set, &self.token, &self.request, None) {
+            // A GitHub token is GitHub's: the case sees what would be asked for.
+            Ok(decided) if decided.github.is_some() => Actual {
+                decision: Decision::Allow,
+                policy: Some(decided.policy.name.clone()),
+                reason: "issued",
+                token: None,
+                github: decided.github,
+                why: Vec::new(),
+            },
             Ok(decided) => {
                 // A fresh jti, as every issued token has; a test that pins one fails, as it
                 // should: no two tokens share one.
@@ -95,6 +107,7 @@ impl Case {
                     policy: Some(decided.policy.name.clone()),
                     reason: "issued",
                     token: Some(issued.claims),
+                    github: None,
                     why: Vec::new(),
                 }
             }
@@ -108,6 +121,7 @@ impl Case {
                     policy: trace.denying_policy().map(str::to_owned),
                     reason: e.code(),
                     token: None,
+                    github: None,
                     why: why(&trace),
                 }
             }
@@ -190,6 +204,7 @@ fn asked(doc: &PolicyTestDoc, origin: &Origin) -> Result<Asked, LoadError> {
             audience: doc.request.audience.clone(),
             scopes,
             policy: doc.request.policy.clone(),
+            bare_github_target: false,
         },
     })
 }
@@ -257,6 +272,7 @@ mod tests {
         let limits = Limits {
             max_ttl: Duration::from_secs(3600),
             allow_insecure_loopback_issuers: false,
+            read_app_keys: false,
         };
         Bundle::parse_str(Path::new("p.yaml"), POLICIES)
             .unwrap()

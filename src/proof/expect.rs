@@ -5,7 +5,10 @@
 use serde_json::Value;
 
 use super::Actual;
-use crate::policy::test_case::{Decision, ExpectDoc};
+use std::collections::BTreeMap;
+
+use crate::policy::github::GitHubRequest;
+use crate::policy::test_case::{Decision, ExpectDoc, ExpectGitHubDoc};
 
 /// Most policies named under a denial that was expected to be an allow.
 const WHY_POLICIES: usize = 3;
@@ -29,6 +32,12 @@ pub fn differences(expect: &ExpectDoc, actual: &Actual) -> Vec<String> {
     {
         out.push(format!("reason: expected {want}, got {}", actual.reason));
     }
+    if expect.token.is_some() && actual.github.is_some() {
+        out.push("token: a GitHub grant issues no broker token; expect `github`".into());
+    }
+    if let Some(want) = &expect.github {
+        out.extend(github(want, actual.github.as_ref()));
+    }
     if let (Some(want), Some(got)) = (&expect.token, &actual.token) {
         for (name, value) in want {
             let value = expected_claim(name, value);
@@ -42,6 +51,41 @@ pub fn differences(expect: &ExpectDoc, actual: &Actual) -> Vec<String> {
                 Some(_) => {}
             }
         }
+    }
+    out
+}
+
+/// What differed in the GitHub token asked for.
+fn github(want: &ExpectGitHubDoc, got: Option<&GitHubRequest>) -> Vec<String> {
+    let Some(got) = got else {
+        return vec!["github: expected a GitHub grant, got a broker token".into()];
+    };
+    let mut out = Vec::new();
+    if let Some(owner) = &want.owner
+        && *owner != got.owner
+    {
+        out.push(format!(
+            "github.owner: expected {owner:?}, got {:?}",
+            got.owner
+        ));
+    }
+    let repositories = got.repositories.clone().unwrap_or_default();
+    if let Some(want) = &want.repositories
+        && *want != repositories
+    {
+        out.push(format!(
+            "github.repositories: expected {want:?}, got {repositories:?}"
+        ));
+    }
+    let permissions: BTreeMap<String, String> = (got.permissions.iter())
+        .map(|(name, level)| (name.clone(), level.as_str().to_owned()))
+        .collect();
+    if let Some(want) = &want.permissions
+        && *want != permissions
+    {
+        out.push(format!(
+            "github.permissions: expected {want:?}, got {permissions:?}"
+        ));
     }
     out
 }
@@ -112,6 +156,7 @@ mod tests {
             policy: Some("p".into()),
             reason: "issued",
             token: token.as_object().cloned(),
+            github: None,
             why: Vec::new(),
         }
     }
@@ -153,6 +198,7 @@ mod tests {
             policy: None,
             reason: "not_admitted",
             token: None,
+            github: None,
             why: vec![
                 "policy o: sub expected equals \"x\", got \"y\"".into(),
                 "policy p: ref expected equals \"main\", got \"dev\"".into(),
@@ -168,6 +214,42 @@ mod tests {
         assert_eq!(
             differences(&want, &allowed(json!({}))),
             ["decision: expected deny, got allow (policy \"p\")"]
+        );
+    }
+
+    #[test]
+    fn a_github_grant_is_compared_by_what_github_is_asked() {
+        use crate::policy::github::Level;
+        let got = Actual {
+            github: Some(GitHubRequest {
+                app: "bot".into(),
+                owner: "acme".into(),
+                repositories: Some(vec!["api".into()]),
+                permissions: BTreeMap::from([("contents".into(), Level::Write)]),
+            }),
+            token: None,
+            ..allowed(json!({}))
+        };
+        let ok = expect(json!({"decision": "allow", "github": {"owner": "acme",
+            "repositories": ["api"], "permissions": {"contents": "write"}}}));
+        assert!(differences(&ok, &got).is_empty());
+        let wrong = expect(
+            json!({"decision": "allow", "github": {"repositories": ["api", "web"],
+            "permissions": {"contents": "read"}}}),
+        );
+        assert_eq!(
+            differences(&wrong, &got),
+            [
+                "github.repositories: expected [\"api\", \"web\"], got [\"api\"]",
+                "github.permissions: expected {\"contents\": \"read\"}, got {\"contents\": \"write\"}"
+            ]
+        );
+        let token = expect(json!({"decision": "allow", "token": {"sub": "x"}}));
+        assert_eq!(differences(&token, &got).len(), 1);
+        let broker = expect(json!({"decision": "allow", "github": {"owner": "acme"}}));
+        assert_eq!(
+            differences(&broker, &allowed(json!({"sub": "x"}))),
+            ["github: expected a GitHub grant, got a broker token"]
         );
     }
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::audit::{AuditEvent, AuditFilter};
-use crate::policy::{IssuerDoc, Kind, TrustPolicyDoc};
+use crate::policy::{GitHubAppDoc, IssuerDoc, Kind, TrustPolicyDoc};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -68,6 +68,8 @@ impl From<sqlx::migrate::MigrateError> for StorageError {
 /// Every document in force.
 #[derive(Debug, Default, Clone)]
 pub struct StoredDocuments {
+    /// GitHub Apps.
+    pub apps: Vec<GitHubAppDoc>,
     /// Issuers.
     pub issuers: Vec<IssuerDoc>,
     /// Trust policies.

@@ -57,6 +57,9 @@ pub(super) fn collect_document(
         Kind::TrustPolicy => docs
             .policies
             .push(serde_json::from_value(body).map_err(corrupt)?),
+        Kind::GitHubApp => docs
+            .apps
+            .push(serde_json::from_value(body).map_err(corrupt)?),
     }
     if row.text("updated_by")? == super::FILES_ACTOR {
         docs.from_files.push((parsed, name));

@@ -281,6 +281,7 @@ const FILE: &str = "fuzz/policies.yaml";
 const LIMITS: Limits = Limits {
     max_ttl: Duration::from_secs(3600),
     allow_insecure_loopback_issuers: false,
+    read_app_keys: false,
 };
 
 /// The integration tests' policies, with a real issuer URL.

@@ -12,6 +12,7 @@ mod diff;
 mod end_to_end;
 mod exchange;
 mod fuzz;
+mod github_app;
 mod hardening;
 mod helpers;
 mod hostile;

@@ -337,7 +337,7 @@ async fn admin_errors_name_the_field_path() {
     assert_eq!(
         errors(&unknown),
         [
-            "grant.tll: unknown field, expected one of `audience`, `scopes`, `ttl`, `subject`, `claims`"
+            "grant.tll: unknown field, expected one of `audience`, `scopes`, `ttl`, `subject`, `claims`, `github`"
         ]
     );
     let invalid: Value =

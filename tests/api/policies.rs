@@ -16,6 +16,7 @@ fn every_shipped_policy_file_is_valid() {
     let limits = Limits {
         max_ttl: Duration::from_secs(3600),
         allow_insecure_loopback_issuers: false,
+        read_app_keys: false,
     };
     let set = bundle
         .compile_over(&[], &[], &limits)

@@ -144,7 +144,7 @@ async fn an_invalid_test_document_names_file_and_line_and_the_others_still_run()
         [
             "ok first".to_owned(),
             format!(
-                "FAIL typo: {file}:26: expect.polcy: unknown field, expected one of `decision`, `policy`, `reason`, `token`"
+                "FAIL typo: {file}:26: expect.polcy: unknown field, expected one of `decision`, `policy`, `reason`, `token`, `github`"
             ),
             format!(
                 "FAIL no such issuer: {file}:30: issuer: unknown issuer \"gl\": no Issuer of that name"

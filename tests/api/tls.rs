@@ -11,13 +11,13 @@ use sts_broker::startup::{Application, Options};
 use crate::helpers::{spawn_app_with, test_config};
 
 /// A CA (its PEM) and a server certificate and key for 127.0.0.1 / localhost signed by it.
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
 }
 
-fn make_pki() -> Pki {
+pub(crate) fn make_pki() -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
@@ -32,7 +32,7 @@ fn make_pki() -> Pki {
     }
 }
 
-fn write_pair(dir: &Path, pki: &Pki) {
+pub(crate) fn write_pair(dir: &Path, pki: &Pki) {
     // Write then rename, as certificate managers do, so a reload never reads half a file.
     for (name, text) in [("tls.crt", &pki.cert_pem), ("tls.key", &pki.key_pem)] {
         let tmp = dir.join(format!("{name}.tmp"));
@@ -41,7 +41,7 @@ fn write_pair(dir: &Path, pki: &Pki) {
     }
 }
 
-fn client_trusting(ca_pem: &str) -> reqwest::Client {
+pub(crate) fn client_trusting(ca_pem: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
         .build()

@@ -109,16 +109,7 @@ impl SigningKey {
             }
             Algorithm::RS256 => {
                 let pair = RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| err(&e))?;
-                let public = pair.public_key();
-                let params = AlgorithmParameters::RSA(RSAKeyParameters {
-                    key_type: RSAKeyType::RSA,
-                    n: b64url(public.modulus().big_endian_without_leading_zero()),
-                    e: b64url(public.exponent().big_endian_without_leading_zero()),
-                });
-                let der = public.as_der().map_err(|e| err(&e))?;
-                let verifier = ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_ref())
-                    .map_err(|e| err(&e))?;
-                (Pair::Rsa(pair), params, verifier)
+                return Self::from_rsa_pair(pair);
             }
             Algorithm::EdDSA => {
                 let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| err(&e))?;
@@ -132,6 +123,18 @@ impl SigningKey {
                 (Pair::Ed(pair), params, verifier)
             }
             _ => return Err(err(&"not a signing algorithm")),
+        };
+        Self::assemble(alg, pair, params, verifier)
+    }
+
+    fn assemble(
+        alg: Algorithm,
+        pair: Pair,
+        params: AlgorithmParameters,
+        verifier: ParsedPublicKey,
+    ) -> Result<Self, KeyError> {
+        let err = |e: &dyn std::fmt::Display| {
+            KeyError(format!("{} key is unusable: {e}", alg::name(alg)))
         };
         let mut jwk = Jwk {
             common: CommonParameters::default(),
@@ -155,6 +158,33 @@ impl SigningKey {
             verifier,
             rng: SystemRandom::new(),
         })
+    }
+
+    /// Loads an RS256 key from PEM: PKCS#1 (`BEGIN RSA PRIVATE KEY`, what GitHub hands out
+    /// for an app) or PKCS#8 (`BEGIN PRIVATE KEY`). Errors never quote the key.
+    pub fn from_rsa_pem(pem: &str) -> Result<Self, KeyError> {
+        let (label, der) = pem_block(pem)?;
+        let pair = match label {
+            "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
+            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
+            _ => return Err(KeyError("expected an RSA private key in PEM".into())),
+        }
+        .map_err(|e| KeyError(format!("the RSA private key is unusable: {e}")))?;
+        Self::from_rsa_pair(pair)
+    }
+
+    fn from_rsa_pair(pair: RsaKeyPair) -> Result<Self, KeyError> {
+        let err = |e: &dyn std::fmt::Display| KeyError(format!("RS256 key is unusable: {e}"));
+        let public = pair.public_key();
+        let params = AlgorithmParameters::RSA(RSAKeyParameters {
+            key_type: RSAKeyType::RSA,
+            n: b64url(public.modulus().big_endian_without_leading_zero()),
+            e: b64url(public.exponent().big_endian_without_leading_zero()),
+        });
+        let der = public.as_der().map_err(|e| err(&e))?;
+        let verifier =
+            ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_ref()).map_err(|e| err(&e))?;
+        Self::assemble(Algorithm::RS256, Pair::Rsa(pair), params, verifier)
     }
 
     /// The RFC 7638 thumbprint of the public key.
@@ -245,6 +275,22 @@ fn key_algorithm(alg: Algorithm) -> KeyAlgorithm {
     }
 }
 
+/// The label and DER bytes of the one PEM block in `pem`.
+fn pem_block(pem: &str) -> Result<(&str, Vec<u8>), KeyError> {
+    use base64::Engine;
+    let bad = || KeyError("not a PEM private key".into());
+    let rest = pem.trim_start();
+    let rest = rest.strip_prefix("-----BEGIN ").ok_or_else(bad)?;
+    let (label, rest) = rest.split_once("-----").ok_or_else(bad)?;
+    let end = format!("-----END {label}-----");
+    let (body, _) = rest.split_once(end.as_str()).ok_or_else(bad)?;
+    let text: String = body.split_whitespace().collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| bad())?;
+    Ok((label, der))
+}
+
 /// A JWS protected header as written here.
 #[derive(Serialize)]
 struct OwnHeader<'a> {
@@ -295,5 +341,26 @@ mod tests {
         }
         assert!(SigningKey::generate(Algorithm::HS256).is_err());
         assert!(SigningKey::from_pkcs8(Algorithm::ES256, b"junk").is_err());
+    }
+
+    #[test]
+    fn rsa_keys_load_from_pkcs1_and_pkcs8_pem() {
+        use base64::Engine;
+        let pkcs1 = include_str!("../../../tests/fixtures/idp_rsa_test_key.pem");
+        let key = SigningKey::from_rsa_pem(pkcs1).unwrap();
+        assert_eq!(key.alg(), Algorithm::RS256);
+        let (generated, pkcs8) = SigningKey::generate(Algorithm::RS256).unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(&pkcs8);
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
+        assert_eq!(
+            SigningKey::from_rsa_pem(&pem).unwrap().kid(),
+            generated.kid()
+        );
+        let ec = pem.replace("PRIVATE KEY", "EC PRIVATE KEY");
+        assert!(SigningKey::from_rsa_pem(&ec).is_err());
+        let broken = "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0\n-----END RSA PRIVATE KEY-----";
+        let e = SigningKey::from_rsa_pem(broken).unwrap_err().to_string();
+        assert!(!e.contains("c2VjcmV0"), "{e}");
+        assert!(SigningKey::from_rsa_pem("not pem").is_err());
     }
 }

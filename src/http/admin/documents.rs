@@ -1,4 +1,4 @@
-//! `/admin/v1/issuers` and `/admin/v1/policies`: list, read, history, replace, delete, and
+//! `/admin/v1/issuers`, `/admin/v1/policies` and `/admin/v1/github-apps`: list, read, history, replace, delete, and
 //! `/admin/v1/apply` for a whole set.
 
 use actix_web::http::{StatusCode, header};

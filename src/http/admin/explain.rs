@@ -42,6 +42,7 @@ pub async fn explain(
         audience: body.audience,
         scopes,
         policy: body.policy,
+        bare_github_target: false,
     };
     let explanation = exchange.explain(&request, crate::jose::unix_now()).await;
     Ok(HttpResponse::Ok().json(explanation))

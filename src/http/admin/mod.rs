@@ -20,7 +20,7 @@ pub use failure::AdminFailure;
 
 /// Registers the admin routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use Kind::{Issuer, TrustPolicy};
+    use Kind::{GitHubApp, Issuer, TrustPolicy};
     cfg.service(
         web::scope("/admin/v1")
             .app_data(extract::json_config())
@@ -71,6 +71,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/policies/{name}/history",
                 web::get().to(|r, d, i, n| documents::history(r, d, i, n, TrustPolicy)),
+            )
+            .route(
+                "/github-apps",
+                web::get().to(|r, d, i| documents::list(r, d, i, GitHubApp)),
+            )
+            .route(
+                "/github-apps/{name}",
+                web::get().to(|r, d, i, n| documents::get(r, d, i, n, GitHubApp)),
+            )
+            .route(
+                "/github-apps/{name}",
+                web::put().to(|q, w, m, p, d, i, n| documents::put(q, w, m, p, d, i, n, GitHubApp)),
+            )
+            .route(
+                "/github-apps/{name}",
+                web::delete().to(|w, m, d, i, n| documents::delete(w, m, d, i, n, GitHubApp)),
+            )
+            .route(
+                "/github-apps/{name}/history",
+                web::get().to(|r, d, i, n| documents::history(r, d, i, n, GitHubApp)),
             )
             .route("/apply", web::post().to(documents::apply))
             .route("/explain", web::post().to(explain::explain))

@@ -445,12 +445,15 @@ impl Documents {
             match change {
                 Candidate::Put(p) => (*p).place(&mut docs),
                 Candidate::Delete(kind, name) => {
-                    let before = docs.issuers.len() + docs.policies.len();
+                    let count =
+                        |d: &StoredDocuments| d.apps.len() + d.issuers.len() + d.policies.len();
+                    let before = count(&docs);
                     match kind {
                         Kind::Issuer => docs.issuers.retain(|d| d.name != name),
                         Kind::TrustPolicy => docs.policies.retain(|d| d.name != name),
+                        Kind::GitHubApp => docs.apps.retain(|d| d.name != name),
                     }
-                    if before == docs.issuers.len() + docs.policies.len() {
+                    if before == count(&docs) {
                         errors.push(format!(
                             "document {i}: no stored {} named {name:?} to delete",
                             kind.as_str()

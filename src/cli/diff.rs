@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::{BrokerArgs, client, load_config, unified};
 use crate::config::Config;
 use crate::policy::load::Bundle;
-use crate::policy::{IssuerDoc, Kind, Limits, PolicySet, TrustPolicyDoc};
+use crate::policy::{GitHubAppDoc, IssuerDoc, Kind, Limits, PolicySet, TrustPolicyDoc};
 use crate::preview::{Impact, Scope};
 use crate::storage::{Storage, StoredDocuments};
 use crate::trail::AuditTrail;
@@ -129,28 +129,31 @@ fn read_dir(dir: &Path) -> Result<Bundle, String> {
 }
 
 fn local_docs(bundle: &Bundle) -> Vec<Doc> {
+    let apps = (bundle.apps.iter()).map(|(d, _)| Doc::typed(Kind::GitHubApp, &d.name, d));
     let issuers = (bundle.issuers.iter()).map(|(d, _)| Doc::typed(Kind::Issuer, &d.name, d));
     let policies = (bundle.policies.iter()).map(|(d, _)| Doc::typed(Kind::TrustPolicy, &d.name, d));
-    issuers.chain(policies).collect()
+    apps.chain(issuers).chain(policies).collect()
 }
 
 /// A stored body as this version writes it: read into the document type and written back,
 /// so that fields an older version wrote differently (defaults, order) do not show as
 /// changes. A body that no longer reads is compared as it is.
 fn stored_doc(kind: Kind, name: &str, body: Value) -> Doc {
-    let typed = match kind {
-        Kind::Issuer => {
-            serde_json::from_value::<IssuerDoc>(body.clone()).map(|d| Doc::typed(kind, name, &d))
-        }
-        Kind::TrustPolicy => serde_json::from_value::<TrustPolicyDoc>(body.clone())
-            .map(|d| Doc::typed(kind, name, &d)),
-    };
+    let typed =
+        match kind {
+            Kind::Issuer => serde_json::from_value::<IssuerDoc>(body.clone())
+                .map(|d| Doc::typed(kind, name, &d)),
+            Kind::TrustPolicy => serde_json::from_value::<TrustPolicyDoc>(body.clone())
+                .map(|d| Doc::typed(kind, name, &d)),
+            Kind::GitHubApp => serde_json::from_value::<GitHubAppDoc>(body.clone())
+                .map(|d| Doc::typed(kind, name, &d)),
+        };
     typed.unwrap_or_else(|_| Doc::raw(kind, name, body))
 }
 
 async fn stored_from_database(store: &dyn Storage) -> Result<Vec<Doc>, String> {
     let mut docs = Vec::new();
-    for kind in [Kind::Issuer, Kind::TrustPolicy] {
+    for kind in [Kind::GitHubApp, Kind::Issuer, Kind::TrustPolicy] {
         let listed = store
             .list_documents(kind)
             .await
@@ -166,7 +169,11 @@ async fn stored_from_database(store: &dyn Storage) -> Result<Vec<Doc>, String> {
 
 async fn stored_from_broker(broker: &BrokerArgs) -> Result<Vec<Doc>, String> {
     let mut docs = Vec::new();
-    for (kind, path) in [(Kind::Issuer, "issuers"), (Kind::TrustPolicy, "policies")] {
+    for (kind, path) in [
+        (Kind::GitHubApp, "github-apps"),
+        (Kind::Issuer, "issuers"),
+        (Kind::TrustPolicy, "policies"),
+    ] {
         let (status, answer) = client::get(broker, path)
             .await
             .map_err(|_| format!("the broker did not list its {path}"))?;
@@ -327,6 +334,8 @@ fn limits(config: Option<&Config>) -> Limits {
     Limits {
         max_ttl: config.max_ttl.0,
         allow_insecure_loopback_issuers: config.allow_insecure_loopback_issuers,
+        // The preview decides again; it never calls GitHub, so it needs no app's key.
+        read_app_keys: false,
     }
 }
 
@@ -334,8 +343,13 @@ fn limits(config: Option<&Config>) -> Limits {
 /// `prune`, DIR's only).
 fn overlay(mut stored: StoredDocuments, bundle: &Bundle, prune: bool) -> StoredDocuments {
     if prune {
+        stored.apps.clear();
         stored.issuers.clear();
         stored.policies.clear();
+    }
+    for (doc, _) in &bundle.apps {
+        stored.apps.retain(|d| d.name != doc.name);
+        stored.apps.push(doc.clone());
     }
     for (doc, _) in &bundle.issuers {
         stored.issuers.retain(|d| d.name != doc.name);
@@ -349,7 +363,7 @@ fn overlay(mut stored: StoredDocuments, bundle: &Bundle, prune: bool) -> StoredD
 }
 
 fn compile(docs: &StoredDocuments, limits: &Limits, what: &str) -> Result<PolicySet, String> {
-    PolicySet::compile(&docs.issuers, &docs.policies, limits).map_err(|errors| {
+    PolicySet::compile_with_apps(&docs.apps, &docs.issuers, &docs.policies, limits).map_err(|errors| {
         for e in &errors {
             eprintln!("{e}");
         }

@@ -153,5 +153,11 @@ fn request_detail(req: &ExchangeRequest) -> Value {
         kept
     });
     let policy = req.policy.as_deref().map(|p| clip(p, IDENTIFIER_BYTES));
-    json!({"audience": audience, "scope": scope, "policy": policy})
+    let mut detail = json!({"audience": audience, "scope": scope, "policy": policy});
+    // The octo-sts shape names a GitHub target without `github:`; a preview must read the
+    // audience the same way to decide it again.
+    if req.bare_github_target {
+        detail["bare_github_target"] = Value::Bool(true);
+    }
+    detail
 }

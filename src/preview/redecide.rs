@@ -68,6 +68,7 @@ impl Recorded {
                 audience: text(&detail["audience"]),
                 scopes,
                 policy: text(&detail["policy"]),
+                bare_github_target: detail["bare_github_target"].as_bool().unwrap_or(false),
             },
         })
     }

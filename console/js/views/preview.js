@@ -50,7 +50,7 @@ function summary(r) {
         h('td', {}, h('code', {}, name)),
         h('td', {}, String(p.lost)),
         h('td', {}, String(p.gained)),
-        h('td', {}, (p.examples || []).map((id) => h('code', {}, id, ' ')))))), { id: 'preview-policies' }));
+        h('td', {}, (p.examples || []).map((id) => h('code', {}, id, ' '))))), { id: 'preview-policies' }));
   }
   return h('div', { id: 'preview-result' }, parts);
 }

@@ -303,6 +303,11 @@ pub trait Storage: Send + Sync {
         journal_id: &str,
         entries: &[IndexEntry],
     ) -> Result<(), StorageError>;
+    /// Whether [`Storage::index_audit`] stores each record's `detail` (whole rows), or only
+    /// what queries filter on and where the journal holds the rest.
+    fn index_keeps_detail(&self) -> bool {
+        true
+    }
     /// [`Storage::index_audit`] for the indexer thread, blocking it until committed.
     fn index_audit_blocking(
         &self,

@@ -363,6 +363,11 @@ impl Storage for SqliteStore {
         append(&self.audit, events)
     }
 
+    /// Slim rows: the journal holds the detail.
+    fn index_keeps_detail(&self) -> bool {
+        false
+    }
+
     async fn journal_mark(&self, journal_id: &str) -> Result<Option<u64>, StorageError> {
         let mark: Option<i64> = sqlx::query_scalar(
             "SELECT indexed_through FROM audit_journal_marks WHERE journal_id = ?",

@@ -156,6 +156,7 @@ pub async fn start(
         writer: Box::new(writer),
         indexer: wake_indexer.clone(),
         encoded: Vec::new(),
+        slim_index: !store.index_keeps_detail(),
     };
     retention::spawn(
         store.clone(),

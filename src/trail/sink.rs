@@ -17,6 +17,9 @@ pub(super) enum Sink {
         writer: Box<JournalWriter>,
         indexer: flume::Sender<Wake>,
         encoded: Vec<Vec<u8>>,
+        /// The index keeps no `detail`: the events handed to the indexer need none, and
+        /// with the kept claims it is most of an event's memory while groups wait there.
+        slim_index: bool,
     },
     /// The database commit (PostgreSQL without a journal).
     Database {
@@ -29,12 +32,13 @@ pub(super) enum Sink {
 
 impl Sink {
     /// Makes `events` durable, all or none.
-    pub(super) fn commit(&mut self, events: Vec<AuditEvent>) -> Result<(), String> {
+    pub(super) fn commit(&mut self, mut events: Vec<AuditEvent>) -> Result<(), String> {
         match self {
             Sink::Journal {
                 writer,
                 indexer,
                 encoded,
+                slim_index,
             } => {
                 // The buffers are kept from group to group: no allocation per record.
                 if encoded.len() < events.len() {
@@ -50,6 +54,11 @@ impl Sink {
                 let appended = writer
                     .append(&records, newest)
                     .map_err(|e| format!("audit journal: {e}"))?;
+                if *slim_index {
+                    for event in &mut events {
+                        event.detail = serde_json::Value::Null;
+                    }
+                }
                 // When the indexer's queue is full it reads these from the journal instead.
                 let _ = indexer.try_send(Wake::Written(Written {
                     first_seq: appended.first_seq,

@@ -11,6 +11,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::duration::HumanDuration;
 
+/// The `kind:` of a policy test case (`policy test`): read beside the documents, never one
+/// of them.
+pub const TEST_KIND: &str = "PolicyTest";
+
 /// The kinds of document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {

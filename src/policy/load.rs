@@ -4,10 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::document::{GitHubAppDoc, IssuerDoc, Kind, TrustPolicyDoc};
+use super::document::{GitHubAppDoc, IssuerDoc, Kind, TEST_KIND, TrustPolicyDoc};
 use super::parse::{self, ParseError};
 use super::set::{DocError, Limits, PolicySet};
-use super::test_case::TEST_KIND;
 
 /// Policy files larger than this are refused (a policy file is hand-written text).
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;

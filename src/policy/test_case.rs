@@ -8,8 +8,7 @@ use serde_json::{Map, Value};
 use super::load::{LoadError, Origin};
 use super::parse;
 
-/// The `kind:` of a test case.
-pub const TEST_KIND: &str = "PolicyTest";
+pub use super::document::TEST_KIND;
 
 /// `kind: PolicyTest`.
 #[derive(Debug, Clone, Deserialize)]

@@ -59,28 +59,28 @@ pub struct GitHubLabels {
 pub struct Metrics {
     registry: Registry,
     /// Exchanges by result, reason and policy.
-    pub exchanges: Family<ExchangeLabels, Counter>,
+    exchanges: Family<ExchangeLabels, Counter>,
     /// Time to answer an exchange, seconds (audit commit included).
-    pub exchange_seconds: Histogram,
+    exchange_seconds: Histogram,
     /// Discovery + JWKS fetches per issuer and outcome.
-    pub key_fetches: Family<FetchLabels, Counter>,
+    key_fetches: Family<FetchLabels, Counter>,
     /// Tokens verified with cached issuer keys, per issuer.
-    pub key_cache_hits: Family<IssuerLabels, Counter>,
+    key_cache_hits: Family<IssuerLabels, Counter>,
     /// Audit records per committed batch.
-    pub audit_batch_size: Histogram,
+    audit_batch_size: Histogram,
     /// Time to commit one audit batch, seconds.
-    pub audit_commit_seconds: Histogram,
+    audit_commit_seconds: Histogram,
     /// Requests refused by a rate limit.
-    pub rate_limited: Family<LimitLabels, Counter>,
+    rate_limited: Family<LimitLabels, Counter>,
     /// Client connections open now.
-    pub open_connections: Gauge,
+    open_connections: Gauge,
     /// Connections (or, behind a trusted proxy, requests) refused by a connection limit.
-    pub connections_refused: Family<LimitLabels, Counter>,
+    connections_refused: Family<LimitLabels, Counter>,
     /// Requests whose body did not arrive within the deadline.
-    pub body_timeouts: Counter,
+    body_timeouts: Counter,
     /// Calls to GitHub's API by call and outcome (installation lookups from the cache are
     /// not calls).
-    pub github_calls: Family<GitHubLabels, Counter>,
+    github_calls: Family<GitHubLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -173,6 +173,71 @@ impl Metrics {
             body_timeouts,
             github_calls,
         }
+    }
+
+    /// One exchange answered, with how long it took (audit commit included).
+    pub fn exchange(&self, labels: &ExchangeLabels, seconds: f64) {
+        self.exchanges.get_or_create(labels).inc();
+        self.exchange_seconds.observe(seconds);
+    }
+
+    /// A token verified with an issuer's cached keys.
+    pub fn key_cache_hit(&self, issuer: &str) {
+        let labels = IssuerLabels {
+            issuer: issuer.to_owned(),
+        };
+        self.key_cache_hits.get_or_create(&labels).inc();
+    }
+
+    /// A discovery + JWKS fetch for an issuer, and whether it worked.
+    pub fn key_fetch(&self, issuer: &str, ok: bool) {
+        let labels = FetchLabels {
+            issuer: issuer.to_owned(),
+            outcome: if ok { "ok" } else { "error" },
+        };
+        self.key_fetches.get_or_create(&labels).inc();
+    }
+
+    /// One audit group commit: its records and how long it took.
+    pub fn audit_batch(&self, records: usize, seconds: f64) {
+        self.audit_commit_seconds.observe(seconds);
+        self.audit_batch_size.observe(records as f64);
+    }
+
+    /// A request refused by the rate limit of `limit` (`client` or `subject`).
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// A connection (or request, behind a trusted proxy) refused by the per-client limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused
+            .get_or_create(&LimitLabels { limit: "client" })
+            .inc();
+    }
+
+    /// A client connection opened.
+    pub fn connection_opened(&self) {
+        self.open_connections.inc();
+    }
+
+    /// A client connection closed.
+    pub fn connection_closed(&self) {
+        self.open_connections.dec();
+    }
+
+    /// A request whose body did not arrive within the deadline.
+    pub fn body_timeout(&self) {
+        self.body_timeouts.inc();
+    }
+
+    /// A call to GitHub's API and its outcome.
+    pub fn github_call(&self, call: &'static str, outcome: &'static str) {
+        self.github_calls
+            .get_or_create(&GitHubLabels { call, outcome })
+            .inc();
     }
 
     /// The Prometheus text exposition.

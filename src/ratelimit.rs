@@ -192,10 +192,7 @@ impl ClientLimit {
             return Ok(());
         };
         limiter.check(&client_key(client)).inspect_err(|_| {
-            self.metrics
-                .rate_limited
-                .get_or_create(&crate::metrics::LimitLabels { limit: "client" })
-                .inc();
+            self.metrics.rate_limited("client");
         })
     }
 }

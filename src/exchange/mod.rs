@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::github::GitHubClient;
 use crate::inbound::{InboundError, Validated, Validator};
-use crate::metrics::{ExchangeLabels, LimitLabels, Metrics};
+use crate::metrics::{ExchangeLabels, Metrics};
 use crate::mint::SigningKeys;
 use crate::policy::{CurrentPolicies, PolicySet};
 use crate::ratelimit::RateLimiter;
@@ -231,10 +231,8 @@ impl TokenExchange {
             tracing::error!(request_id = %ctx.request_id, error = %e, "audit write failed; failing closed");
             return Err(ExchangeError::Unavailable);
         }
-        self.metrics.exchanges.get_or_create(&labels).inc();
         self.metrics
-            .exchange_seconds
-            .observe(started.elapsed().as_secs_f64());
+            .exchange(&labels, started.elapsed().as_secs_f64());
         tracing::info!(
             request_id = %ctx.request_id,
             decision = labels.result,
@@ -292,10 +290,7 @@ impl TokenExchange {
         };
         let key = format!("{}\n{}", token.issuer.url, token.subject);
         limiter.check(&key).inspect_err(|_| {
-            self.metrics
-                .rate_limited
-                .get_or_create(&LimitLabels { limit: "subject" })
-                .inc();
+            self.metrics.rate_limited("subject");
         })
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::metrics::{GitHubLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::policy::github::{GitHubApp, GitHubRequest};
 use crate::secret::Secret;
 
@@ -257,10 +257,7 @@ impl GitHubClient {
     }
 
     fn count(&self, call: &'static str, outcome: &'static str) {
-        self.metrics
-            .github_calls
-            .get_or_create(&GitHubLabels { call, outcome })
-            .inc();
+        self.metrics.github_call(call, outcome);
     }
 }
 

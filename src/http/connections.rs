@@ -33,7 +33,7 @@ use super::connection_limits::ConnectionLimits;
 use super::next_head::Watch;
 use super::oauth_error::OAuthError;
 use super::request_id::RequestId;
-use crate::metrics::{LimitLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::ratelimit::client_block;
 use crate::trusted_proxies::TrustedProxies;
 
@@ -124,10 +124,7 @@ impl Connections {
                      (sts_connections_refused_total counts them)"
                 );
             }
-            self.metrics
-                .connections_refused
-                .get_or_create(&LimitLabels { limit: "client" })
-                .inc();
+            self.metrics.connection_refused();
             return Some(ClientSlot::Refused);
         }
         *held += 1;
@@ -154,7 +151,7 @@ impl Connections {
             return;
         };
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-        self.metrics.open_connections.inc();
+        self.metrics.connection_opened();
         if open >= self.limits.total && self.full_warning.allow() {
             tracing::warn!(
                 open,
@@ -220,7 +217,7 @@ struct Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.connections.open.fetch_sub(1, Ordering::AcqRel);
-        self.connections.metrics.open_connections.dec();
+        self.connections.metrics.connection_closed();
     }
 }
 
@@ -264,7 +261,7 @@ pub async fn guard(
     let response = next.call(req).await?;
     if timed_out.is_some_and(|t| t.get()) {
         if let Some((connections, ..)) = &connection {
-            connections.metrics.body_timeouts.inc();
+            connections.metrics.body_timeout();
         }
         let mut late = super::body_deadline::too_late().response(&request_id(response.request()));
         late.head_mut().set_connection_type(ConnectionType::Close);

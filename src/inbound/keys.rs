@@ -14,7 +14,7 @@ use sts_jose::jwk::VerifyKey;
 use sts_jose::jwks::Lookup;
 
 use crate::jose::Algorithm;
-use crate::metrics::{FetchLabels, IssuerLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::policy::Issuer;
 
 /// At most this many key sources are held; one unused for longer than keys can be used is
@@ -87,19 +87,8 @@ impl IssuerKeys {
     fn cache_for(&self, issuer: &Issuer) -> KeyCache {
         let (metrics, name) = (self.metrics.clone(), issuer.name.clone());
         let observer: Observer = Arc::new(move |event| match event {
-            Event::Hit => {
-                let labels = IssuerLabels {
-                    issuer: name.clone(),
-                };
-                metrics.key_cache_hits.get_or_create(&labels).inc();
-            }
-            Event::Fetched { ok } => {
-                let labels = FetchLabels {
-                    issuer: name.clone(),
-                    outcome: if ok { "ok" } else { "error" },
-                };
-                metrics.key_fetches.get_or_create(&labels).inc();
-            }
+            Event::Hit => metrics.key_cache_hit(&name),
+            Event::Fetched { ok } => metrics.key_fetch(&name, ok),
         });
         KeyCache::new(
             issuer.key_source.clone(),

@@ -146,9 +146,7 @@ impl Committer {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.sink.commit(events)))
             .unwrap_or_else(|_| Err("the audit committer failed unexpectedly".to_owned()));
         self.metrics
-            .audit_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics.audit_batch_size.observe(records as f64);
+            .audit_batch(records, started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             tracing::error!(error = %e, records, "audit records not committed; failing closed");
         }

@@ -10,7 +10,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -48,7 +48,48 @@ struct Pending {
 pub struct AuditWriter {
     queue: flume::Sender<Pending>,
     healthy: Arc<AtomicBool>,
+    running: Arc<RunningCommit>,
     journaled: bool,
+}
+
+/// A commit that does not return (a lock wait in the database, a stalled disk) stops every
+/// exchange as surely as one that fails: past this, `/readyz` says so while it still runs.
+const STALLED: Duration = Duration::from_secs(2);
+
+/// When the commit in progress started (nanoseconds after `base`, plus one; 0: none runs).
+struct RunningCommit {
+    base: Instant,
+    since: AtomicU64,
+}
+
+impl RunningCommit {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    fn start(&self) {
+        let at = self.base.elapsed().as_nanos() as u64 + 1;
+        self.since.store(at, Ordering::Release);
+    }
+
+    fn end(&self) {
+        self.since.store(0, Ordering::Release);
+    }
+
+    /// How long the commit in progress has run, if one does.
+    fn running_for(&self) -> Option<Duration> {
+        match self.since.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(
+                self.base
+                    .elapsed()
+                    .saturating_sub(Duration::from_nanos(at - 1)),
+            ),
+        }
+    }
 }
 
 impl AuditWriter {
@@ -57,11 +98,13 @@ impl AuditWriter {
     pub(super) fn spawn(sink: Sink, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let (queue, rx) = flume::bounded(QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
+        let running = Arc::new(RunningCommit::new());
         let journaled = matches!(sink, Sink::Journal { .. });
         let committer = Committer {
             sink,
             metrics,
             healthy: healthy.clone(),
+            running: running.clone(),
         };
         std::thread::Builder::new()
             .name("sts-audit".into())
@@ -69,6 +112,7 @@ impl AuditWriter {
         Ok(Self {
             queue,
             healthy,
+            running,
             journaled,
         })
     }
@@ -78,10 +122,12 @@ impl AuditWriter {
         self.journaled
     }
 
-    /// Whether the last write (or, after a failure, the last try) made records durable:
-    /// `/readyz` says not ready while they cannot be.
+    /// Whether the last write (or, after a failure, the last try) made records durable,
+    /// and no write has been running for longer than [`STALLED`]: `/readyz` says not ready
+    /// while records cannot be made durable.
     pub fn can_commit(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+            && self.running.running_for().is_none_or(|d| d < STALLED)
     }
 
     /// Returns once `event` is durable (or failed to be).
@@ -103,6 +149,7 @@ struct Committer {
     sink: Sink,
     metrics: Arc<Metrics>,
     healthy: Arc<AtomicBool>,
+    running: Arc<RunningCommit>,
 }
 
 impl Committer {
@@ -141,10 +188,12 @@ impl Committer {
     fn commit(&mut self, events: Vec<AuditEvent>) -> Result<(), String> {
         let started = Instant::now();
         let records = events.len();
+        self.running.start();
         // A bug while writing must fail this group closed, not stop the thread and with it
         // every later exchange.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.sink.commit(events)))
             .unwrap_or_else(|_| Err("the audit committer failed unexpectedly".to_owned()));
+        self.running.end();
         self.metrics
             .audit_batch(records, started.elapsed().as_secs_f64());
         if let Err(e) = &result {
@@ -155,10 +204,12 @@ impl Committer {
     }
 
     fn idle(&mut self) {
+        self.running.start();
         let result = match self.healthy.load(Ordering::Acquire) {
             true => self.sink.idle(),
             false => self.sink.probe(),
         };
+        self.running.end();
         if let Err(e) = &result {
             tracing::debug!(error = %e, "audit records cannot be committed");
         }
@@ -169,5 +220,21 @@ impl Committer {
         if self.healthy.swap(healthy, Ordering::AcqRel) != healthy && healthy {
             tracing::info!("audit records are committed again");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_is_stalled_only_while_it_runs_past_the_bound() {
+        let running = RunningCommit::new();
+        assert_eq!(running.running_for(), None);
+        running.start();
+        let ran = running.running_for().expect("a commit runs");
+        assert!(ran < STALLED, "{ran:?}");
+        running.end();
+        assert_eq!(running.running_for(), None);
     }
 }

@@ -66,3 +66,37 @@ async fn handed_off_audit_commits_record_every_exchange() {
         assert_eq!(app.audit_records(&id).await.len(), 1, "{id}");
     }
 }
+
+/// A commit that hangs (here: a lock on the audit table held by another session) answers no
+/// exchange, so `/readyz` says not ready while it runs past its bound, and ready again once
+/// it completes; the exchange waiting on it is then answered.
+#[tokio::test]
+async fn readiness_turns_503_while_an_audit_commit_hangs() {
+    let Some(db) = TestDb::postgres("readiness_audit_commit_hangs").await else {
+        return;
+    };
+    let app = spawn_app_on(&db.url, |_| {}).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let token = app.idp.token(&app.idp.claims());
+    let app = &app;
+    let watch = async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+        while app.get("/readyz").await.status() != 503 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a hung commit must make the broker not ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        lock.rollback().await.unwrap();
+    };
+    let (answer, ()) = tokio::join!(app.exchange(&token, None, None), watch);
+    assert_eq!(answer.status(), 200, "answered once the commit completes");
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}

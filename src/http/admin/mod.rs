@@ -20,7 +20,6 @@ pub use failure::AdminFailure;
 
 /// Registers the admin routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use Kind::{GitHubApp, Issuer, TrustPolicy};
     cfg.service(
         web::scope("/admin/v1")
             .app_data(extract::json_config())
@@ -31,67 +30,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .guard(guard::Post())
                     .to(preview::preview),
             )
-            .route(
-                "/issuers",
-                web::get().to(|r, d, i| documents::list(r, d, i, Issuer)),
-            )
-            .route(
-                "/policies",
-                web::get().to(|r, d, i| documents::list(r, d, i, TrustPolicy)),
-            )
-            .route(
-                "/issuers/{name}",
-                web::get().to(|r, d, i, n| documents::get(r, d, i, n, Issuer)),
-            )
-            .route(
-                "/policies/{name}",
-                web::get().to(|r, d, i, n| documents::get(r, d, i, n, TrustPolicy)),
-            )
-            .route(
-                "/issuers/{name}",
-                web::put().to(|q, w, m, p, d, i, n| documents::put(q, w, m, p, d, i, n, Issuer)),
-            )
-            .route(
-                "/policies/{name}",
-                web::put()
-                    .to(|q, w, m, p, d, i, n| documents::put(q, w, m, p, d, i, n, TrustPolicy)),
-            )
-            .route(
-                "/issuers/{name}",
-                web::delete().to(|w, m, d, i, n| documents::delete(w, m, d, i, n, Issuer)),
-            )
-            .route(
-                "/policies/{name}",
-                web::delete().to(|w, m, d, i, n| documents::delete(w, m, d, i, n, TrustPolicy)),
-            )
-            .route(
-                "/issuers/{name}/history",
-                web::get().to(|r, d, i, n| documents::history(r, d, i, n, Issuer)),
-            )
-            .route(
-                "/policies/{name}/history",
-                web::get().to(|r, d, i, n| documents::history(r, d, i, n, TrustPolicy)),
-            )
-            .route(
-                "/github-apps",
-                web::get().to(|r, d, i| documents::list(r, d, i, GitHubApp)),
-            )
-            .route(
-                "/github-apps/{name}",
-                web::get().to(|r, d, i, n| documents::get(r, d, i, n, GitHubApp)),
-            )
-            .route(
-                "/github-apps/{name}",
-                web::put().to(|q, w, m, p, d, i, n| documents::put(q, w, m, p, d, i, n, GitHubApp)),
-            )
-            .route(
-                "/github-apps/{name}",
-                web::delete().to(|w, m, d, i, n| documents::delete(w, m, d, i, n, GitHubApp)),
-            )
-            .route(
-                "/github-apps/{name}/history",
-                web::get().to(|r, d, i, n| documents::history(r, d, i, n, GitHubApp)),
-            )
+            .configure(|c| document_routes(c, "/issuers", Kind::Issuer))
+            .configure(|c| document_routes(c, "/policies", Kind::TrustPolicy))
+            .configure(|c| document_routes(c, "/github-apps", Kind::GitHubApp))
             .route("/apply", web::post().to(documents::apply))
             .route("/explain", web::post().to(explain::explain))
             .route("/audit", web::get().to(audit::page))
@@ -115,5 +56,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .route("/revocations", web::get().to(revocations::list))
             .route("/whoami", web::get().to(whoami::whoami)),
+    );
+}
+
+/// One kind of document under `path`: list, read, replace, delete, history.
+fn document_routes(cfg: &mut web::ServiceConfig, path: &str, kind: Kind) {
+    let one = format!("{path}/{{name}}");
+    cfg.route(
+        path,
+        web::get().to(move |r, d, i| documents::list(r, d, i, kind)),
+    )
+    .route(
+        &one,
+        web::get().to(move |r, d, i, n| documents::get(r, d, i, n, kind)),
+    )
+    .route(
+        &one,
+        web::put().to(move |q, w, m, p, d, i, n| documents::put(q, w, m, p, d, i, n, kind)),
+    )
+    .route(
+        &one,
+        web::delete().to(move |w, m, d, i, n| documents::delete(w, m, d, i, n, kind)),
+    )
+    .route(
+        &format!("{one}/history"),
+        web::get().to(move |r, d, i, n| documents::history(r, d, i, n, kind)),
     );
 }

@@ -164,18 +164,21 @@ enum Candidate {
 impl Candidate {
     fn parse(change: Value) -> Result<Self, AdminError> {
         let invalid = |m: &str| AdminError::Invalid(vec![m.to_owned()]);
-        let kind = change
+        let Some(object) = change.as_object() else {
+            return Err(invalid("each document must be a JSON object"));
+        };
+        let kind = object
             .get("kind")
             .and_then(Value::as_str)
             .and_then(Kind::parse)
-            .ok_or_else(|| invalid("kind: must be Issuer or TrustPolicy"))?;
-        let Some(delete) = change.get("delete") else {
-            return Parsed::parse(kind, change, None).map(|p| Candidate::Put(Box::new(p)));
-        };
-        if delete != &Value::Bool(true) {
-            return Err(invalid("delete: must be true (or absent)"));
+            .ok_or_else(|| invalid("kind: must be Issuer, TrustPolicy or GitHubApp"))?;
+        match object.get("delete") {
+            None => {
+                return Parsed::parse(kind, change, None).map(|p| Candidate::Put(Box::new(p)));
+            }
+            Some(Value::Bool(true)) => {}
+            Some(_) => return Err(invalid("delete: must be true (or absent)")),
         }
-        let object = change.as_object().expect("has a field");
         if let Some(other) = object
             .keys()
             .find(|k| !["kind", "name", "delete"].contains(&k.as_str()))

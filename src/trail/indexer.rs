@@ -68,6 +68,17 @@ pub(super) enum Wake {
     Nudge,
 }
 
+/// Where the indexer may take the records it indexes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Source {
+    /// Hand-offs only (and the journal files for a gap between two of them).
+    HandOffs,
+    /// Also the journal files, past the last hand-off: at start, after a failure, when
+    /// hand-offs stopped coming (one dropped last would otherwise wait for the next
+    /// exchange), and when a lookup waits for the index.
+    Files,
+}
+
 /// A group as the committer wrote it.
 pub(super) struct Written {
     pub(super) first_seq: u64,
@@ -120,7 +131,7 @@ impl Indexer {
     pub(super) async fn catch_up(&mut self) -> Result<u64, IndexError> {
         let mut total = 0;
         loop {
-            let batch = self.next_batch()?;
+            let batch = self.next_batch(Source::Files)?;
             if batch == 0 {
                 return Ok(total);
             }
@@ -137,17 +148,24 @@ impl Indexer {
     pub(super) fn run(mut self, wake: flume::Receiver<Wake>) {
         let mut failures = 0usize;
         loop {
+            // Hand-offs only, while they come: the records the journal holds past them
+            // have hand-offs on their way. Files are read for a gap between hand-offs (one
+            // was dropped), and when the hand-offs stop or someone waits.
+            let mut source = Source::HandOffs;
             if failures == 0 {
                 match wake.recv_timeout(TICK) {
-                    Ok(first) => self.take(first),
-                    Err(flume::RecvTimeoutError::Timeout) => {}
+                    Ok(first) => source = source.max(self.take(first)),
+                    Err(flume::RecvTimeoutError::Timeout) => source = Source::Files,
                     Err(flume::RecvTimeoutError::Disconnected) => return,
                 }
             } else {
                 std::thread::sleep(BACKOFF[(failures - 1).min(BACKOFF.len() - 1)]);
+                source = Source::Files;
             }
-            wake.try_iter().for_each(|w| self.take(w));
-            match self.step() {
+            for w in wake.try_iter() {
+                source = source.max(self.take(w));
+            }
+            match self.step(source) {
                 Ok(indexed) => {
                     if failures > 0 {
                         tracing::info!("audit index caught up with the journal again");
@@ -167,17 +185,23 @@ impl Indexer {
         }
     }
 
-    fn take(&mut self, wake: Wake) {
-        if let Wake::Written(group) = wake {
-            self.handed.push_back(group);
+    /// Keeps a hand-off; says where the records to index next may be read.
+    fn take(&mut self, wake: Wake) -> Source {
+        match wake {
+            Wake::Written(group) => {
+                self.handed.push_back(group);
+                Source::HandOffs
+            }
+            Wake::Nudge => Source::Files,
         }
     }
 
-    /// Indexes until nothing durable is left, or until something fails; how many records.
-    fn step(&mut self) -> Result<usize, IndexError> {
+    /// Indexes until nothing is left to index from `source`, or until something fails; how
+    /// many records.
+    fn step(&mut self, source: Source) -> Result<usize, IndexError> {
         let mut indexed = 0;
         loop {
-            if self.pending.is_empty() && self.next_batch()? == 0 {
+            if self.pending.is_empty() && self.next_batch(source)? == 0 {
                 return Ok(indexed);
             }
             self.store
@@ -188,8 +212,8 @@ impl Indexer {
     }
 
     /// Takes the next records into `pending` (from hand-offs where they reach the next record,
-    /// else from the journal files); how many.
-    fn next_batch(&mut self) -> Result<usize, IndexError> {
+    /// else, for a gap or with [`Source::Files`], from the journal files); how many.
+    fn next_batch(&mut self, source: Source) -> Result<usize, IndexError> {
         while self
             .handed
             .front()
@@ -204,7 +228,10 @@ impl Indexer {
                 let gap = (group.first_seq - self.next_seq) as usize;
                 self.read_files(gap.min(BATCH))?;
             }
-            None => self.read_files(BATCH)?,
+            None if source == Source::Files => self.read_files(BATCH)?,
+            // Their hand-offs are on their way: reading them back would cost what the
+            // hand-off saves (a read, a CRC check and a parse per record).
+            None => {}
         }
         Ok(self.pending.len())
     }

@@ -15,6 +15,7 @@ pub mod duration;
 pub mod exchange;
 pub mod github;
 pub mod http;
+pub mod ids;
 pub mod inbound;
 pub mod jose;
 pub mod journal;

@@ -354,7 +354,7 @@ impl TokenExchange {
         decided: &Decided,
         now: i64,
     ) -> Result<Issued, ExchangeError> {
-        let jti = uuid::Uuid::new_v4().to_string();
+        let jti = crate::ids::random().to_string();
         let IssuedClaims { claims, exp, scope } =
             issued_claims(&self.issuer_url, self.lifetimes, token, decided, now, &jti);
         let access_token = self

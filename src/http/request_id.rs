@@ -20,7 +20,7 @@ pub struct RequestId(pub String);
 /// appended at the end of the audit log's request-id index instead of landing on a random
 /// page of it, so a group commit writes one index page rather than one per record.
 fn new_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
+    crate::ids::time_ordered().simple().to_string()
 }
 
 /// Middleware: assigns the id and sets the header on the way out.

@@ -9,6 +9,7 @@
 
 use std::io;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::clip;
@@ -52,6 +53,18 @@ pub struct KeptClaims {
     pub claims: Value,
     /// The names of dropped claims (at most [`DROPPED_NAMES`], then a count).
     pub dropped: Option<Value>,
+}
+
+/// The claims as the token carried them, when that text fits [`CLAIMS_BYTES`] (the common
+/// case): the record then holds the text itself, with no copy of the parse tree to build,
+/// serialize again and free. `None`: keep them with [`keep`].
+pub fn keep_text(payload: &str) -> Option<Box<RawValue>> {
+    if payload.len() > CLAIMS_BYTES {
+        return None;
+    }
+    // The text parsed as a JSON object when the token was decoded; this only checks it
+    // again as raw JSON (no tree is built).
+    RawValue::from_string(payload.to_owned()).ok()
 }
 
 /// Keeps `claims` within [`CLAIMS_BYTES`]. The common case (everything fits) costs one
@@ -192,6 +205,28 @@ mod tests {
         assert!(marker < 2048, "{marker}");
     }
 
+    #[test]
+    fn claims_kept_as_text_are_stored_as_the_same_claims() {
+        let claims = github_actions(3);
+        let text = serde_json::to_string(&claims).unwrap();
+        let mut as_text = record(3, false);
+        as_text.claims_text = Some(keep_text(&text).expect("fits the budget"));
+        let mut as_tree = as_text.clone();
+        as_tree.claims_text = None;
+        as_tree.detail["claims"] = keep(&claims).claims;
+        let stored: Value = serde_json::to_value(&as_text).unwrap();
+        assert_eq!(stored, serde_json::to_value(&as_tree).unwrap());
+        assert_eq!(stored["detail"]["claims"], Value::Object(claims));
+        // Read back, the claims are in `detail`, as any record's.
+        let read: crate::audit::AuditEvent =
+            serde_json::from_slice(&serde_json::to_vec(&as_text).unwrap()).unwrap();
+        assert_eq!(read.detail, stored["detail"]);
+        assert!(read.claims_text.is_none());
+        // Past the budget the text is not kept: `keep` bounds the parsed set instead.
+        let big = format!(r#"{{"sub":"{}"}}"#, "s".repeat(CLAIMS_BYTES));
+        assert!(keep_text(&big).is_none());
+    }
+
     /// The claims of a GitHub Actions token for a push to main, as GitHub issues them.
     fn github_actions(run: u64) -> Map<String, Value> {
         // What differs from run to run: ids, commits, times.
@@ -242,11 +277,12 @@ mod tests {
             issued_jti: Some(uuid::Uuid::new_v4().to_string()),
             issued_exp: Some(1_796_000_900),
             detail,
+            claims_text: None,
         }
     }
 
     /// Bytes per record in the journal, without and with claims: the JSON each record is,
-    /// and its share of a zstd level-1 frame of 64 records (the journal's codec), and the
+    /// and its share of a zstd frame of 64 records at the journal's level (-5), and the
     /// cost of keeping the claims. `cargo test --lib bytes_per_record -- --ignored --nocapture`
     #[test]
     #[ignore = "a measurement: prints numbers"]
@@ -265,7 +301,7 @@ mod tests {
                         .chain(r.iter().copied())
                 })
                 .collect();
-            let compressed = zstd::bulk::compress(&plain, 1).unwrap();
+            let compressed = zstd::bulk::compress(&plain, -5).unwrap();
             println!(
                 "claims kept: {with_claims:5}  JSON {:5} B/record  in a frame of {GROUP}: {:4} B/record",
                 encoded[0].len(),

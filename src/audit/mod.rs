@@ -7,7 +7,9 @@ pub mod claims;
 pub use bounds::{AUDIENCE_BYTES, IDENTIFIER_BYTES, SCOPE_BYTES, SCOPES, SUBJECT_BYTES, clip};
 pub use claims::{CLAIMS_BYTES, KeptClaims};
 
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 /// Allowed or denied.
@@ -31,7 +33,7 @@ impl Decision {
 }
 
 /// One audit record. Never holds a token, only facts about it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct AuditEvent {
     /// The request id the client saw.
     pub request_id: String,
@@ -61,6 +63,51 @@ pub struct AuditEvent {
     /// exchange that reached a policy (`claims`, with `claims_dropped` when bounded),
     /// per-policy trace.
     pub detail: Value,
+    /// `detail.claims` as the token's own JSON text, when kept that way
+    /// ([`claims::keep_text`]); written into `detail` when the record is serialized
+    /// ([`AuditEvent::full_detail`]). Records read back carry their claims in `detail`.
+    #[serde(skip)]
+    pub claims_text: Option<Box<RawValue>>,
+}
+
+impl Serialize for AuditEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut record = serializer.serialize_struct("AuditEvent", 13)?;
+        record.serialize_field("request_id", &self.request_id)?;
+        record.serialize_field("time", &self.time)?;
+        record.serialize_field("kind", &self.kind)?;
+        record.serialize_field("decision", &self.decision)?;
+        record.serialize_field("reason", &self.reason)?;
+        record.serialize_field("client_addr", &self.client_addr)?;
+        record.serialize_field("policy", &self.policy)?;
+        record.serialize_field("inbound_iss", &self.inbound_iss)?;
+        record.serialize_field("inbound_sub", &self.inbound_sub)?;
+        record.serialize_field("inbound_jti", &self.inbound_jti)?;
+        record.serialize_field("issued_jti", &self.issued_jti)?;
+        record.serialize_field("issued_exp", &self.issued_exp)?;
+        record.serialize_field("detail", &self.full_detail())?;
+        record.end()
+    }
+}
+
+/// A record's `detail` with its kept claims, as stored.
+pub struct FullDetail<'a> {
+    detail: &'a Value,
+    claims_text: Option<&'a RawValue>,
+}
+
+impl Serialize for FullDetail<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (Value::Object(fields), Some(claims)) = (self.detail, self.claims_text) else {
+            return self.detail.serialize(serializer);
+        };
+        let mut map = serializer.serialize_map(Some(fields.len() + 1))?;
+        for (name, value) in fields.iter().filter(|(name, _)| *name != "claims") {
+            map.serialize_entry(name, value)?;
+        }
+        map.serialize_entry("claims", claims)?;
+        map.end()
+    }
 }
 
 /// What a record is about.
@@ -102,6 +149,14 @@ pub struct Actor<'a> {
 }
 
 impl AuditEvent {
+    /// `detail` as stored: with the claims kept as text, when they were.
+    pub fn full_detail(&self) -> FullDetail<'_> {
+        FullDetail {
+            detail: &self.detail,
+            claims_text: self.claims_text.as_deref(),
+        }
+    }
+
     /// The record of an admin change: `action` (`put`, `rotate_keys`, `revoke`…) with its
     /// details, made by `actor` at `now`.
     pub fn admin_change(actor: Actor<'_>, action: &str, mut detail: Value, now: i64) -> Self {
@@ -120,6 +175,7 @@ impl AuditEvent {
             issued_jti: None,
             issued_exp: None,
             detail,
+            claims_text: None,
         }
     }
 }

@@ -201,6 +201,7 @@ mod tests {
         let token = Validated {
             issuer: set.issuer("ci").unwrap().clone(),
             claims: json!({"sub": "s"}).as_object().unwrap().clone(),
+            payload: None,
             subject: "s".into(),
             jti: None,
             exp: i64::MAX,

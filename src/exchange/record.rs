@@ -3,6 +3,7 @@
 //! bounded trace. Every field is within the record's bounds: anyone holding a token of a
 //! registered issuer can cause a denial.
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{ExchangeError, ExchangeRequest, Issued, RequestContext, Trace};
@@ -21,8 +22,9 @@ pub(super) struct Inbound {
     sub: Option<String>,
     jti: Option<String>,
     /// The validated claims, once a policy is about to judge them (what a preview decides
-    /// again); bounded.
+    /// again); bounded. As the token's text when that fits, else as kept from the parsed set.
     claims: Option<KeptClaims>,
+    claims_text: Option<Box<RawValue>>,
 }
 
 impl Inbound {
@@ -48,12 +50,16 @@ impl Inbound {
                 .as_deref()
                 .map(|j| clip(j, IDENTIFIER_BYTES).into_owned()),
             claims: None,
+            claims_text: None,
         }
     }
 
     /// Keeps the token's claims: it passed every check before policy judgement.
     pub(super) fn judged(&mut self, token: &Validated) {
-        self.claims = Some(claims::keep(&token.claims));
+        match token.payload.as_deref().and_then(claims::keep_text) {
+            Some(text) => self.claims_text = Some(text),
+            None => self.claims = Some(claims::keep(&token.claims)),
+        }
     }
 }
 
@@ -133,6 +139,7 @@ impl Outcome {
             issued_jti: issued.and_then(|i| i.jti.clone()),
             issued_exp: issued.map(|i| i.exp),
             detail,
+            claims_text: self.inbound.claims_text.take(),
         }
     }
 }

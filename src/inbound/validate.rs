@@ -18,6 +18,9 @@ pub struct Validated {
     pub issuer: Arc<Issuer>,
     /// Its claims.
     pub claims: Map<String, Value>,
+    /// The JSON text the claims were read from; `None` when they were not read from a token
+    /// (a policy test case, a recorded exchange decided again).
+    pub payload: Option<String>,
     /// `sub`.
     pub subject: String,
     /// `jti`, when present.
@@ -145,6 +148,7 @@ impl Validator {
             jti: checked.jti,
             exp: checked.exp,
             claims: jws.claims,
+            payload: Some(jws.payload),
         })
     }
 }

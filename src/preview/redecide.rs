@@ -113,6 +113,7 @@ pub fn redecide(recorded: Recorded, before: &PolicySet, after: &PolicySet) -> (V
             .and_then(Value::as_i64)
             .unwrap_or(0),
         claims: recorded.claims,
+        payload: None,
     };
     let first = judge(before, &mut token, &recorded.request);
     let second = judge(after, &mut token, &recorded.request);

@@ -68,6 +68,7 @@ impl Case {
             token: Validated {
                 issuer,
                 claims: doc.claims,
+                payload: None,
                 subject: asked.subject,
                 jti: asked.jti,
                 exp: asked.exp,

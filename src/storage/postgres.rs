@@ -581,7 +581,7 @@ async fn insert_audit<'e>(
                 .push_bind(&e.inbound_jti)
                 .push_bind(&e.issued_jti)
                 .push_bind(e.issued_exp)
-                .push_bind(&e.detail);
+                .push_bind(sqlx::types::Json(e.full_detail()));
         });
         insert.build().persistent(false).execute(&mut **tx).await?;
     }

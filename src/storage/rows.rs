@@ -121,6 +121,7 @@ pub(super) fn audit_row(row: &impl Columns) -> Result<AuditRow, StorageError> {
                 Some(_) => Value::Null,
                 None => row.json("detail")?,
             },
+            claims_text: None,
         },
     })
 }

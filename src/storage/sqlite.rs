@@ -510,6 +510,7 @@ mod tests {
             issued_jti: Some(format!("jti-{i}")),
             issued_exp: Some(2_000),
             detail: serde_json::json!({"audience": "a", "n": i}),
+            claims_text: None,
         }
     }
 

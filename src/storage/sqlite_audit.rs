@@ -144,7 +144,7 @@ impl AuditConnection {
                     e.inbound_jti,
                     e.issued_jti,
                     e.issued_exp,
-                    serde_json::to_string(&e.detail).unwrap_or_default(),
+                    serde_json::to_string(&e.full_detail()).unwrap_or_default(),
                 ])?;
             }
         }

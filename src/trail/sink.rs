@@ -57,6 +57,7 @@ impl Sink {
                 if *slim_index {
                     for event in &mut events {
                         event.detail = serde_json::Value::Null;
+                        event.claims_text = None;
                     }
                 }
                 // When the indexer's queue is full it reads these from the journal instead.

@@ -173,6 +173,7 @@ fn event(request_id: &str, time: i64, decision: Decision, policy: &str) -> Audit
         issued_jti: None,
         issued_exp: Some(time + 60),
         detail: json!({"trace": [{"policy": policy, "checks": [1, 2.5, "x"]}]}),
+        claims_text: None,
     }
 }
 

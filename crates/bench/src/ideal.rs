@@ -138,7 +138,7 @@ fn exchange(body: &[u8], keys: &Keys) -> Option<(String, AuditEvent)> {
     let claims: Value =
         serde_json::from_slice(&b64url_decode(signing_input.split_once('.')?.1)?).ok()?;
     let now = sts_broker::jose::unix_now();
-    let jti = uuid::Uuid::new_v4().to_string();
+    let jti = sts_broker::ids::random().to_string();
     let issued = json!({
         "iss": "http://ideal",
         "sub": claims.get("sub")?,
@@ -159,7 +159,7 @@ fn exchange(body: &[u8], keys: &Keys) -> Option<(String, AuditEvent)> {
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
     let record = AuditEvent {
         // Time-ordered, as the broker's: ids that grow append to the index.
-        request_id: uuid::Uuid::now_v7().simple().to_string(),
+        request_id: sts_broker::ids::time_ordered().simple().to_string(),
         time: now,
         kind: sts_broker::audit::AuditKind::Exchange,
         decision: Some(Decision::Allow),
@@ -172,6 +172,7 @@ fn exchange(body: &[u8], keys: &Keys) -> Option<(String, AuditEvent)> {
         issued_jti: Some(jti),
         issued_exp: Some(now + 900),
         detail: json!({"audience": null, "scope": null, "policy": null}),
+        claims_text: None,
     };
     Some((token, record))
 }

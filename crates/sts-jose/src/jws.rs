@@ -16,6 +16,8 @@ pub struct Jws<'a> {
     pub header: Map<String, Value>,
     /// The payload's claims (members unique at every depth).
     pub claims: Map<String, Value>,
+    /// The payload's JSON text, as the token carries it (the claims were parsed from it).
+    pub payload: String,
     /// `header.payload`, the bytes the signature covers.
     pub signing_input: &'a str,
     /// The signature.
@@ -53,23 +55,28 @@ pub fn decode(token: &str) -> Result<Jws<'_>, DecodeError> {
         2 => return Err(DecodeError::Encrypted),
         _ => return Err(DecodeError::Malformed),
     }
-    let header = object(h)?;
-    let claims = object(p)?;
+    let (header, _) = object(h)?;
+    let (claims, payload) = object(p)?;
     let signature = b64url_decode(s).ok_or(DecodeError::Malformed)?;
     Ok(Jws {
         header,
         claims,
+        payload,
         signing_input: &token[..h.len() + 1 + p.len()],
         signature,
     })
 }
 
-fn object(segment: &str) -> Result<Map<String, Value>, DecodeError> {
+/// A segment's JSON object, and its text.
+fn object(segment: &str) -> Result<(Map<String, Value>, String), DecodeError> {
     let bytes = b64url_decode(segment).ok_or(DecodeError::Malformed)?;
-    json::object(&bytes).map_err(|e| match e {
+    let object = json::object(&bytes).map_err(|e| match e {
         JsonError::Duplicate => DecodeError::DuplicateKey,
         JsonError::Invalid => DecodeError::Malformed,
-    })
+    })?;
+    // It parsed as JSON, so it is UTF-8.
+    let text = String::from_utf8(bytes).map_err(|_| DecodeError::Malformed)?;
+    Ok((object, text))
 }
 
 #[cfg(test)]
@@ -92,6 +99,7 @@ mod tests {
         let jws = decode(&t).unwrap();
         assert_eq!(jws.header["alg"], "RS256");
         assert_eq!(jws.claims["sub"], "x");
+        assert_eq!(jws.payload, r#"{"sub":"x"}"#);
         assert_eq!(jws.signature, b"sig");
         assert_eq!(jws.signing_input, t.rsplit_once('.').unwrap().0);
     }

@@ -102,6 +102,6 @@ fn record_json(record: &AuditRecord) -> Value {
         "policy": e.policy,
         "inbound": {"iss": e.inbound_iss, "sub": e.inbound_sub, "jti": e.inbound_jti},
         "issued": {"jti": e.issued_jti, "exp": e.issued_exp.map(rfc3339)},
-        "detail": e.detail,
+        "detail": e.full_detail(),
     })
 }

@@ -135,7 +135,7 @@ impl FakeIssuer {
             "nbf": now - 5,
             // GitHub's tokens live minutes; these must outlive a full run.
             "exp": now + 3600,
-            "jti": uuid::Uuid::new_v4().to_string(),
+            "jti": sts_broker::ids::random().to_string(),
             "repository": repo,
             "repository_id": repository_id(i, r),
             "repository_owner": owner,

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod child;
+mod disk;
 mod ideal;
 mod issuer;
 mod load;

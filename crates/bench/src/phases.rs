@@ -61,6 +61,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
         table: Table::default(),
     };
     run.header(args);
+    run.disk_floor().await;
     let serve = |extra: &str| Launch {
         bin: broker_bin.clone(),
         extra_config: extra.to_owned(),
@@ -112,12 +113,21 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
     drop(ideal);
     eprintln!("bench: ideal handler + durable journal…");
     let ideal = child::start_ideal(run.work.path(), true).await?;
-    run.measure(
+    let peak = run.measure(
         IDEAL_AUDIT,
         "as ideal, + one audit record per exchange, group-committed to the journal (fsync), indexed in SQLite".into(),
         &ideal,
         &small_tokens,
         Some(ideal_rate(&run.table)),
+    )
+    .await?;
+    // What the durable record alone does to latency at half load: the broker's p99 there is
+    // compared with the ideal's, and this row tells how much of the difference is the disk.
+    run.measure_paced(
+        "ideal + durable journal @ 50% load",
+        &ideal,
+        &small_tokens,
+        peak,
     )
     .await?;
     drop(ideal);
@@ -218,6 +228,18 @@ impl Run<'_> {
                 args.tokens()
             ),
         ];
+    }
+
+    /// The disk's own cost of a group commit, before any server runs.
+    async fn disk_floor(&mut self) {
+        eprintln!("bench: the disk's cost of one page written and synced…");
+        let dir = self.work.path().to_path_buf();
+        let syncs = if self.args.smoke { 200 } else { 2000 };
+        match tokio::task::spawn_blocking(move || crate::disk::measure(&dir, syncs)).await {
+            Ok(Ok(floor)) => self.table.disk = Some(floor),
+            Ok(Err(e)) => eprintln!("bench: the disk floor could not be measured: {e}"),
+            Err(e) => eprintln!("bench: the disk floor could not be measured: {e}"),
+        }
     }
 
     /// Cold path (for brokers), warm-up, then a closed-loop peak; pushes the row.
@@ -529,6 +551,21 @@ impl Run<'_> {
                 Some(ratio <= 2.0),
             ));
         }
+        if let (Some(paced), Some(ideal)) = (
+            get("ideal + durable journal @ 50% load"),
+            get("ideal @ 50% load"),
+        ) {
+            out.push((
+                "p99 at 50% of peak, ideal + durable journal ÷ ideal (the disk's share)".to_owned(),
+                format!(
+                    "{:.2}× ({:.2} vs {:.2} ms)",
+                    paced.p99.as_secs_f64() / ideal.p99.as_secs_f64().max(1e-9),
+                    paced.p99.as_secs_f64() * 1e3,
+                    ideal.p99.as_secs_f64() * 1e3
+                ),
+                None,
+            ));
+        }
         if let Some((lag, samples)) = t.index_lag {
             out.push((
                 "audit list lags the answer by ≤ 1 s at peak (broker ES256)".to_owned(),
@@ -537,6 +574,37 @@ impl Run<'_> {
                     lag.as_secs_f64() * 1e3
                 ),
                 Some(lag <= Duration::from_secs(1)),
+            ));
+        }
+        if let Some(disk) = t.disk {
+            let per_record = get("broker ES256")
+                .and_then(|r| r.durability)
+                .map(|d| {
+                    format!(
+                        "; {:.1} µs CPU per record at the broker's {:.1} records per commit",
+                        disk.cpu.as_secs_f64() * 1e6 / d.records_per_commit.max(1.0),
+                        d.records_per_commit
+                    )
+                })
+                .unwrap_or_default();
+            let vs_ideal = get("ideal @ 50% load")
+                .map(|i| {
+                    format!(
+                        "; p99 = {:.2}× the ideal's p99 at 50%",
+                        disk.p99.as_secs_f64() / i.p99.as_secs_f64().max(1e-9)
+                    )
+                })
+                .unwrap_or_default();
+            out.push((
+                "the disk's floor: one page written + fdatasync, as one group commit".to_owned(),
+                format!(
+                    "p50 {:.2} ms, p99 {:.2} ms, {:.0} µs CPU ({} syncs){per_record}{vs_ideal}",
+                    disk.p50.as_secs_f64() * 1e3,
+                    disk.p99.as_secs_f64() * 1e3,
+                    disk.cpu.as_secs_f64() * 1e6,
+                    disk.syncs
+                ),
+                None,
             ));
         }
         if let Some(cold) = t.cold.first() {

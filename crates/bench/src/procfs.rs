@@ -4,7 +4,12 @@ use std::time::Duration;
 
 /// CPU time (user + system) of process `pid` so far.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_time_of(&pid.to_string())
+}
+
+/// CPU time (user + system) so far of `/proc/{which}` (a pid, `self`, `thread-self`).
+pub fn cpu_time_of(which: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{which}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields are counted after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split(' ').collect();

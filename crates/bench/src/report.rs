@@ -71,6 +71,8 @@ pub struct Table {
     pub client_cpu_us: Vec<f64>,
     /// The worst delay from an answer to its record in the audit list, and the samples.
     pub index_lag: Option<(Duration, usize)>,
+    /// What one page written and synced costs on the bench's disk.
+    pub disk: Option<crate::disk::DiskFloor>,
 }
 
 impl Table {

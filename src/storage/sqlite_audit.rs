@@ -28,6 +28,14 @@ const INDEX: &str = "INSERT INTO audit_events (request_id, time, kind, decision,
 const MARK: &str = "INSERT INTO audit_journal_marks (journal_id, indexed_through) VALUES (?1, ?2)
     ON CONFLICT (journal_id) DO UPDATE SET indexed_through = excluded.indexed_through";
 
+/// The audit connection checkpoints the WAL into the database once it holds this many pages
+/// (SQLite's default: 1,000). A checkpoint ends with two `fsync`s that flush everything it
+/// wrote, and the disk finishes that flush before the journal's next `fdatasync`, which every
+/// waiting exchange waits for: at 1,000 pages (4 MB) those syncs took 11–23 ms each, and the
+/// journal's commits beside them 10–20 ms (traced). At 100 pages, the ideal handler + durable
+/// journal at half load: p99 10–11 ms against 17–81 ms, the same bytes written.
+const CHECKPOINT_PAGES: i64 = 100;
+
 /// Page cache of the audit connection, in KiB (SQLite takes a negative `cache_size` as KiB).
 const AUDIT_CACHE_KIB: i64 = -256;
 
@@ -51,6 +59,7 @@ impl AuditConnection {
         // Appends touch only the right edges of the table and its indexes, a few dozen
         // pages; the default 2 MB cache would only fill with pages already written.
         conn.pragma_update(None, "cache_size", AUDIT_CACHE_KIB)?;
+        conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
         Ok(Self {
             conn,
             full_sync: true,

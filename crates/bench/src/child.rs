@@ -159,10 +159,40 @@ pub async fn start_broker(
             extra = launch.extra_config,
         ),
     )?;
+    serve(launch, &home, port, "broker.log").await
+}
+
+/// Starts the broker that [`start_broker`] started under `dir/name` again, on the same
+/// files and port (after a `kill -9`, say); its log goes to `log` in that folder.
+pub async fn restart_broker(
+    dir: &Path,
+    name: &str,
+    launch: &Launch,
+    log: &str,
+) -> anyhow::Result<Child> {
+    let home = dir.join(name);
+    let config = std::fs::read_to_string(home.join("sts-broker.toml"))?;
+    let port = config
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("listen = \"127.0.0.1:")?
+                .strip_suffix('"')?
+                .parse()
+                .ok()
+        })
+        .context("no listen port in the broker's config")?;
+    serve(launch, &home, port, log).await
+}
+
+/// `sts-broker serve` on the config in `home`, ready.
+async fn serve(launch: &Launch, home: &Path, port: u16, log: &str) -> anyhow::Result<Child> {
     let mut command = Command::new(&launch.bin);
-    command.arg("serve").arg("--config").arg(&config);
-    command.current_dir(&home);
-    spawn(command, &home.join("broker.log"), port, "/readyz").await
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(home.join("sts-broker.toml"));
+    command.current_dir(home);
+    spawn(command, &home.join(log), port, "/readyz").await
 }
 
 /// Starts the ideal handler (this binary with `--ideal-server PORT`).

@@ -169,6 +169,45 @@ pub async fn paced(
     gather(tasks, started).await
 }
 
+/// Closed loop until the server goes away (no connection can be made) or `limit` passes:
+/// the `X-Request-Id` of every exchange answered 200 and checked, i.e. every answer a client
+/// was given.
+pub async fn until_gone(
+    addr: SocketAddr,
+    requests: &Requests,
+    connections: usize,
+    limit: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..connections {
+        let requests = requests.clone();
+        tasks.spawn(async move {
+            let mut answered = Vec::new();
+            let mut conn = None;
+            let mut k = w;
+            while Instant::now() < deadline {
+                let request = &requests[k % requests.len()];
+                k += connections;
+                match exchange_for_id(&mut conn, addr, request, true).await {
+                    Ok(Some(id)) => answered.push(id),
+                    Ok(None) => {}
+                    // The connection was cut mid-answer: try a new one, which fails once the
+                    // server is gone.
+                    Err(e) if !e.starts_with("connect") => {}
+                    Err(_) => break,
+                }
+            }
+            answered
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done.expect("load task"));
+    }
+    all
+}
+
 /// One request on a new connection: the time to answer, connection included.
 pub async fn single(addr: SocketAddr, request: &[u8]) -> Result<Duration, String> {
     let t0 = Instant::now();
@@ -257,6 +296,16 @@ struct Conn {
 
 /// One checked exchange on `conn` (connecting first if needed; dropped after a failure).
 async fn exchange(conn: &mut Option<Conn>, addr: SocketAddr, request: &[u8]) -> Result<(), String> {
+    exchange_for_id(conn, addr, request, false).await.map(drop)
+}
+
+/// As [`exchange`]; with `want_id`, the answer's `X-Request-Id` too.
+async fn exchange_for_id(
+    conn: &mut Option<Conn>,
+    addr: SocketAddr,
+    request: &[u8],
+    want_id: bool,
+) -> Result<Option<String>, String> {
     if conn.is_none() {
         let stream = TcpStream::connect(addr)
             .await
@@ -268,13 +317,13 @@ async fn exchange(conn: &mut Option<Conn>, addr: SocketAddr, request: &[u8]) -> 
         });
     }
     let c = conn.as_mut().expect("connected");
-    let result = round_trip(c, request).await;
+    let result = round_trip(c, request, want_id).await;
     match result {
-        Ok(keep_alive) => {
+        Ok((keep_alive, id)) => {
             if !keep_alive {
                 *conn = None;
             }
-            Ok(())
+            Ok(id)
         }
         Err(e) => {
             *conn = None;
@@ -283,8 +332,13 @@ async fn exchange(conn: &mut Option<Conn>, addr: SocketAddr, request: &[u8]) -> 
     }
 }
 
-/// Writes `request`, reads one response, checks it; `Ok(false)` when the server closes.
-async fn round_trip(c: &mut Conn, request: &[u8]) -> Result<bool, String> {
+/// Writes `request`, reads one response, checks it; `Ok((false, _))` when the server
+/// closes; with `want_id`, the answer's `X-Request-Id`.
+async fn round_trip(
+    c: &mut Conn,
+    request: &[u8],
+    want_id: bool,
+) -> Result<(bool, Option<String>), String> {
     c.stream
         .write_all(request)
         .await
@@ -299,6 +353,7 @@ async fn round_trip(c: &mut Conn, request: &[u8]) -> Result<bool, String> {
     let status = head.get(9..12).unwrap_or("???").to_owned();
     let mut length = None;
     let mut keep_alive = true;
+    let mut id = None;
     for line in head.lines().skip(1) {
         let Some((name, value)) = line.split_once(':') else {
             continue;
@@ -308,6 +363,8 @@ async fn round_trip(c: &mut Conn, request: &[u8]) -> Result<bool, String> {
             length = value.parse::<usize>().ok();
         } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
             keep_alive = false;
+        } else if want_id && name.eq_ignore_ascii_case("x-request-id") {
+            id = Some(value.to_owned());
         }
     }
     let length = length.ok_or_else(|| format!("status {status}: no Content-Length"))?;
@@ -317,7 +374,7 @@ async fn round_trip(c: &mut Conn, request: &[u8]) -> Result<bool, String> {
     let body = &c.buf[head_end..head_end + length];
     let ok = status == "200" && find(body, b"\"access_token\":\"").is_some();
     let outcome = if ok {
-        Ok(keep_alive)
+        Ok((keep_alive, id))
     } else {
         Err(format!(
             "status {status}: {}",

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod child;
+mod crash;
 mod disk;
 mod ideal;
 mod issuer;
@@ -107,7 +108,13 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match runtime.block_on(phases::run(&args)) {
-        Ok(table) if table.errors() == 0 => ExitCode::SUCCESS,
+        Ok(table) if table.errors() == 0 && table.crash.as_ref().is_none_or(|c| c.held()) => {
+            ExitCode::SUCCESS
+        }
+        Ok(table) if table.errors() == 0 => {
+            eprintln!("bench: FLAGGED: an acknowledged exchange lost its record, or has two");
+            ExitCode::from(3)
+        }
         Ok(table) => {
             eprintln!(
                 "bench: FLAGGED: {} failed exchanges (see the errors column)",

@@ -204,6 +204,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
                 .await?;
         }
     }
+    if chosen("crash consistency") {
+        run.crash_rounds(&serve(""), &small_set).await?;
+    }
     run.targets();
     print!("{}", run.table.render());
     Ok(run.table)
@@ -228,6 +231,23 @@ impl Run<'_> {
                 args.tokens()
             ),
         ];
+    }
+
+    /// `kill -9` rounds at peak load on one broker's files (one round with `--smoke`).
+    async fn crash_rounds(&mut self, launch: &Launch, set: &PolicySet<'_>) -> anyhow::Result<()> {
+        let rounds = if self.args.smoke { 1 } else { 10 };
+        eprintln!("bench: crash consistency, {rounds} × kill -9 at peak load…");
+        let crash = crate::crash::rounds(
+            self.work.path(),
+            launch,
+            set.files,
+            set.tokens,
+            self.args.connections,
+            rounds,
+        )
+        .await?;
+        self.table.crash = Some(crash);
+        Ok(())
     }
 
     /// The disk's own cost of a group commit, before any server runs.
@@ -605,6 +625,26 @@ impl Run<'_> {
                     disk.syncs
                 ),
                 None,
+            ));
+        }
+        if let Some(crash) = &t.crash {
+            let example = crash
+                .first_missing
+                .as_ref()
+                .map(|id| format!(" (e.g. {id})"))
+                .unwrap_or_default();
+            out.push((
+                "kill -9 at peak load, restart on the same files: every exchange answered 200 \
+                 has its record, once"
+                    .to_owned(),
+                format!(
+                    "{} rounds, {} acknowledged exchanges: {} missing{example}, {} twice",
+                    crash.rounds,
+                    thousands(crash.acknowledged),
+                    crash.missing,
+                    crash.twice
+                ),
+                Some(crash.held()),
             ));
         }
         if let Some(cold) = t.cold.first() {

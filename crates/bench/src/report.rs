@@ -73,6 +73,8 @@ pub struct Table {
     pub index_lag: Option<(Duration, usize)>,
     /// What one page written and synced costs on the bench's disk.
     pub disk: Option<crate::disk::DiskFloor>,
+    /// What `kill -9` under load left of the acknowledged exchanges' records.
+    pub crash: Option<crate::crash::Crash>,
 }
 
 impl Table {

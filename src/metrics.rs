@@ -70,6 +70,10 @@ pub struct Metrics {
     audit_batch_size: Histogram,
     /// Time to commit one audit batch, seconds.
     audit_commit_seconds: Histogram,
+    /// Audit records durable in the journal and not yet in the database's index.
+    audit_index_behind: Gauge,
+    /// Index batches the database did not take (retried; the journal keeps the records).
+    audit_index_failures: Counter,
     /// Requests refused by a rate limit.
     rate_limited: Family<LimitLabels, Counter>,
     /// Client connections open now.
@@ -99,6 +103,8 @@ impl Metrics {
         let key_cache_hits = Family::<IssuerLabels, Counter>::default();
         let audit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let audit_commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
+        let audit_index_behind = Gauge::default();
+        let audit_index_failures = Counter::default();
         let rate_limited = Family::<LimitLabels, Counter>::default();
         let open_connections = Gauge::default();
         let connections_refused = Family::<LimitLabels, Counter>::default();
@@ -140,6 +146,16 @@ impl Metrics {
             audit_commit_seconds.clone(),
         );
         registry.register(
+            "audit_index_behind",
+            "Audit records durable in the journal and not yet indexed: lists and filters lag by them",
+            audit_index_behind.clone(),
+        );
+        registry.register(
+            "audit_index_failures",
+            "Audit index batches the database did not take (retried; the journal keeps every record)",
+            audit_index_failures.clone(),
+        );
+        registry.register(
             "rate_limited",
             "Requests refused by a rate limit",
             rate_limited.clone(),
@@ -167,6 +183,8 @@ impl Metrics {
             key_cache_hits,
             audit_batch_size,
             audit_commit_seconds,
+            audit_index_behind,
+            audit_index_failures,
             rate_limited,
             open_connections,
             connections_refused,
@@ -179,6 +197,16 @@ impl Metrics {
     pub fn exchange(&self, labels: &ExchangeLabels, seconds: f64) {
         self.exchanges.get_or_create(labels).inc();
         self.exchange_seconds.observe(seconds);
+    }
+
+    /// Where the audit index stands after a try to index: how many durable records it
+    /// lacks, and whether the try failed.
+    pub fn audit_index(&self, behind: u64, failed: bool) {
+        self.audit_index_behind
+            .set(i64::try_from(behind).unwrap_or(i64::MAX));
+        if failed {
+            self.audit_index_failures.inc();
+        }
     }
 
     /// A token verified with an issuer's cached keys.

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::audit::AuditEvent;
 use crate::journal::{Cursor, JournalError, JournalReader, Position};
+use crate::metrics::Metrics;
 use crate::storage::{IndexEntry, Storage, StorageError};
 
 /// Records per index transaction.
@@ -102,6 +103,8 @@ pub(super) struct Indexer {
     pending: Vec<IndexEntry>,
     /// The last sequence number indexed, for those who wait for their record.
     indexed: watch::Sender<u64>,
+    /// Where operators see the index fall behind.
+    metrics: Arc<Metrics>,
 }
 
 impl Indexer {
@@ -112,6 +115,7 @@ impl Indexer {
         reader: JournalReader,
         from_seq: u64,
         indexed: watch::Sender<u64>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             store,
@@ -123,6 +127,7 @@ impl Indexer {
             handed: VecDeque::new(),
             pending: Vec::new(),
             indexed,
+            metrics,
         }
     }
 
@@ -165,7 +170,10 @@ impl Indexer {
             for w in wake.try_iter() {
                 source = source.max(self.take(w));
             }
-            match self.step(source) {
+            let result = self.step(source);
+            let behind = (self.reader.durable_seq()).saturating_sub(*self.indexed.borrow());
+            self.metrics.audit_index(behind, result.is_err());
+            match result {
                 Ok(indexed) => {
                     if failures > 0 {
                         tracing::info!("audit index caught up with the journal again");

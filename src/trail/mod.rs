@@ -143,6 +143,7 @@ pub async fn start(
         reader.clone(),
         from,
         indexed_tx,
+        metrics.clone(),
     );
     let replayed = indexer.catch_up().await?;
     if replayed > 0 {

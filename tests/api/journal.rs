@@ -148,6 +148,10 @@ async fn a_database_outage_under_load_loses_no_record() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let during = app.get("/readyz").await;
         let readiness: Value = during.json().await.unwrap();
+        let (failures, behind) = (
+            metric(&app, "sts_audit_index_failures_total").await,
+            metric(&app, "sts_audit_index_behind").await,
+        );
         set_database_down(&db, false).await;
         let deadline = Instant::now() + Duration::from_secs(15);
         while exchange(&app).await.0 != 200 {
@@ -173,8 +177,20 @@ async fn a_database_outage_under_load_loses_no_record() {
             // PostgreSQL unreachable, the journal writable: degraded, still serving.
             assert_eq!(readiness["audit"], "journaled", "{label}: {readiness}");
         }
+        if journaled {
+            // Operators see the index fall behind, and catch up.
+            assert!(failures > 0.0, "{label}: index failures {failures}");
+            assert!(behind > 0.0, "{label}: records behind {behind}");
+        }
         let ids: Vec<String> = issued.iter().map(|(id, _)| id.clone()).collect();
         wait_audited(&app, &ids, Duration::from_secs(20)).await;
+        if journaled {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while metric(&app, "sts_audit_index_behind").await > 0.0 {
+                assert!(Instant::now() < deadline, "{label}: the index stays behind");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         for (id, token) in issued.iter().take(20) {
             let record = &app.audit_records(id).await[0];
             assert_eq!(record["issued"]["jti"], jti_of(token), "{label}");
@@ -195,6 +211,21 @@ async fn a_database_outage_under_load_loses_no_record() {
             refused.len()
         );
     }
+}
+
+/// A metric's value on the broker's `/metrics` page (0 when absent).
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let page = (app.client.get(format!("{}/metrics", app.address)))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Root can mount a small file system; others cannot, and say so.

@@ -16,14 +16,6 @@ use super::document::MatcherDoc;
 
 /// Compiled regexes are bounded so a hostile policy cannot exhaust memory.
 const REGEX_SIZE_LIMIT: usize = 256 * 1024;
-// No lazy DFA (the `regex` crate's default engine for `is_match`): it keeps a cache of
-// states per regex *per thread*, which grows on use. Claim values are short, and there the
-// bounded backtracker, which needs no cache worth counting, matches as fast: measured on a
-// GitHub `job_workflow_ref` pattern and value, 286 vs 267 ns a match once the lazy DFA is
-// warm (and 0.7 vs 42.8 KB of cache per regex and thread after use). With 10,000 policies
-// over 100 issuers (101 distinct regexes), those caches were ~7 MB of the broker's heap
-// after the benchmark's peak; with a distinct regex per policy they would grow without a
-// useful bound (up to the cache limit per regex and thread).
 /// Patterns longer than this are refused outright.
 const MAX_PATTERN_LEN: usize = 1024;
 
@@ -165,6 +157,15 @@ fn check_standalone(pattern: &str) -> Result<&str, String> {
 }
 
 /// Anchors the whole pattern, not just its first and last alternatives.
+///
+/// No lazy DFA (the `regex` crate's default engine for `is_match`): it keeps a cache of
+/// states per regex *per thread*, which grows on use. Claim values are short, and there the
+/// bounded backtracker, which needs no cache worth counting, matches as fast: measured on a
+/// GitHub `job_workflow_ref` pattern and value, 286 vs 267 ns a match once the lazy DFA is
+/// warm (and 0.7 vs 42.8 KB of cache per regex and thread after use). With 10,000 policies
+/// over 100 issuers (101 distinct regexes), those caches were ~7 MB of the broker's heap
+/// after the benchmark's peak; with a distinct regex per policy they would keep growing (up
+/// to the cache limit per regex and thread).
 fn build_anchored(pattern: &str) -> Result<Regex, String> {
     let config = meta::Config::new()
         .nfa_size_limit(Some(REGEX_SIZE_LIMIT))

@@ -171,7 +171,10 @@ impl Indexer {
                 source = source.max(self.take(w));
             }
             let result = self.step(source);
-            let behind = (self.reader.durable_seq()).saturating_sub(*self.indexed.borrow());
+            let behind = self
+                .reader
+                .durable_seq()
+                .saturating_sub(*self.indexed.borrow());
             self.metrics.audit_index(behind, result.is_err());
             match result {
                 Ok(indexed) => {

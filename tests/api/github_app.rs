@@ -217,14 +217,7 @@ async fn a_token_narrowed_to_the_repository_asked_for() {
         .await;
     assert_eq!(again.status(), 200);
     assert_eq!(t.github.lookups(), 1);
-    let metrics = (t.app.client.get(format!("{}/metrics", t.app.address)))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.app.metrics_page().await;
     assert!(
         metrics.contains(r#"sts_github_calls_total{call="access_token",outcome="ok"} 2"#),
         "{metrics}"

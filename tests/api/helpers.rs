@@ -479,6 +479,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The `/metrics` page, read with the admin token.
+    pub async fn metrics_page(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// An admin API request with the bootstrap token.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client

@@ -215,15 +215,9 @@ async fn a_database_outage_under_load_loses_no_record() {
 
 /// A metric's value on the broker's `/metrics` page (0 when absent).
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let page = (app.client.get(format!("{}/metrics", app.address)))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .send()
+    app.metrics_page()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    page.lines()
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }

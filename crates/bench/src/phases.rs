@@ -336,7 +336,9 @@ impl Run<'_> {
         let me = std::process::id();
         let commits_before = child.audit_commits().await;
         let (before, mine) = (child.usage(), crate::procfs::cpu_time(me));
+        let machine_before = crate::procfs::machine_ticks();
         let outcome = load.await;
+        let machine_after = crate::procfs::machine_ticks();
         let (after, mine_after) = (child.usage(), crate::procfs::cpu_time(me));
         let commits_after = child.audit_commits().await;
         if let (Some(a), Some(b)) = (mine, mine_after)
@@ -357,8 +359,15 @@ impl Run<'_> {
             }),
             _ => None,
         };
+        let idle = match (machine_before, machine_after) {
+            (Some((i0, t0)), Some((i1, t1))) if t1 > t0 => {
+                Some(i1.saturating_sub(i0) as f64 / (t1 - t0) as f64)
+            }
+            _ => None,
+        };
         let observed = Observed {
             cpu: after.cpu.saturating_sub(before.cpu),
+            idle,
             rss_kib: (after.rss_kib, after.peak_kib),
             durability,
         };
@@ -433,6 +442,7 @@ impl Run<'_> {
     ) {
         let Observed {
             cpu,
+            idle,
             rss_kib,
             durability,
         } = observed;
@@ -445,6 +455,7 @@ impl Run<'_> {
             p50,
             p99,
             cpu_us: cpu.as_secs_f64() * 1e6 / outcome.ok.max(1) as f64,
+            idle,
             rss_kib,
             errors: outcome.errors + warm.errors,
             first_error: outcome.first_error.or(warm.first_error),
@@ -509,9 +520,11 @@ impl Run<'_> {
             out.push((
                 "ideal + durable journal ≥ 90% of ideal".to_owned(),
                 format!(
-                    "{:.0}% ({:+.0} µs CPU per exchange)",
+                    "{:.0}% ({:+.0} µs CPU per exchange; machine idle {} against the ideal's {})",
                     ratio * 100.0,
-                    durable.cpu_us - ideal.cpu_us
+                    durable.cpu_us - ideal.cpu_us,
+                    percent(durable.idle),
+                    percent(ideal.idle),
                 ),
                 Some(ratio >= 0.90),
             ));
@@ -666,12 +679,19 @@ impl Run<'_> {
 /// What one phase cost the server.
 struct Observed {
     cpu: Duration,
+    /// The machine's idle share of its CPU time.
+    idle: Option<f64>,
     rss_kib: (u64, u64),
     durability: Option<Durability>,
 }
 
 /// The ideal handler with the durability requirement added.
 const IDEAL_AUDIT: &str = "ideal + durable journal";
+
+/// A share as a whole percentage, or a dash where it was not measured.
+pub fn percent(share: Option<f64>) -> String {
+    share.map_or("—".to_owned(), |s| format!("{:.0}%", s * 100.0))
+}
 
 fn ideal_rate(table: &Table) -> f64 {
     table.row("ideal").map_or(f64::NAN, |r| r.rate)

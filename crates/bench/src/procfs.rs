@@ -54,6 +54,23 @@ fn clock_ticks() -> u64 {
     })
 }
 
+/// The machine's CPU time so far, all cores, in clock ticks: (idle, total). Idle counts
+/// waiting for I/O; total counts time the hypervisor took (`steal`).
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    let total = ticks.get(..8)?.iter().sum();
+    Some((idle, total))
+}
+
 /// `nproc` and the CPU model.
 pub fn machine() -> (usize, String) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

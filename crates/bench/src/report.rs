@@ -18,6 +18,9 @@ pub struct Row {
     pub p99: Duration,
     /// Server CPU per successful exchange, microseconds.
     pub cpu_us: f64,
+    /// The share of the machine's CPU time left idle during the phase: near 0 when CPU
+    /// bounds the rate, large when waiting does (closed-loop clients waiting on commits).
+    pub idle: Option<f64>,
     /// Server resident memory after the phase, and its peak, KiB.
     pub rss_kib: (u64, u64),
     /// Failed exchanges, warm-up included.
@@ -96,19 +99,20 @@ impl Table {
         }
         out.push('\n');
         out.push_str(
-            "| variant | setup | exchanges/s | p50 ms | p99 ms | server CPU µs/exchange | RSS MB (peak) | errors | vs ideal |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+            "| variant | setup | exchanges/s | p50 ms | p99 ms | server CPU µs/exchange | machine idle | RSS MB (peak) | errors | vs ideal |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for r in &self.rows {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} ({:.1}) | {} | {} |",
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {} | {:.1} ({:.1}) | {} | {} |",
                 r.variant,
                 r.setup,
                 r.rate,
                 ms(r.p50),
                 ms(r.p99),
                 r.cpu_us,
+                crate::phases::percent(r.idle),
                 r.rss_kib.0 as f64 / 1024.0,
                 r.rss_kib.1 as f64 / 1024.0,
                 if r.errors == 0 {

@@ -23,7 +23,7 @@ fn bench_smoke_prints_every_row() {
         String::from_utf8_lossy(&output.stderr)
     );
     let rows = [
-        "| variant | setup | exchanges/s | p50 ms | p99 ms |",
+        "| variant | setup | exchanges/s | p50 ms | p99 ms | server CPU µs/exchange | machine idle |",
         "| ideal | verify RS256, sign ES256 |",
         "| ideal @ 50% load | paced at ",
         "| ideal + durable journal | as ideal, + one audit record per exchange",

@@ -523,8 +523,8 @@ impl Run<'_> {
                     "{:.0}% ({:+.0} µs CPU per exchange; machine idle {} against the ideal's {})",
                     ratio * 100.0,
                     durable.cpu_us - ideal.cpu_us,
-                    percent(durable.idle),
-                    percent(ideal.idle),
+                    crate::report::percent(durable.idle),
+                    crate::report::percent(ideal.idle),
                 ),
                 Some(ratio >= 0.90),
             ));
@@ -687,11 +687,6 @@ struct Observed {
 
 /// The ideal handler with the durability requirement added.
 const IDEAL_AUDIT: &str = "ideal + durable journal";
-
-/// A share as a whole percentage, or a dash where it was not measured.
-pub fn percent(share: Option<f64>) -> String {
-    share.map_or("—".to_owned(), |s| format!("{:.0}%", s * 100.0))
-}
 
 fn ideal_rate(table: &Table) -> f64 {
     table.row("ideal").map_or(f64::NAN, |r| r.rate)

@@ -112,7 +112,7 @@ impl Table {
                 ms(r.p50),
                 ms(r.p99),
                 r.cpu_us,
-                crate::phases::percent(r.idle),
+                percent(r.idle),
                 r.rss_kib.0 as f64 / 1024.0,
                 r.rss_kib.1 as f64 / 1024.0,
                 if r.errors == 0 {
@@ -189,4 +189,9 @@ impl Table {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// A share as a whole percentage, or a dash where it was not measured.
+pub fn percent(share: Option<f64>) -> String {
+    share.map_or("—".to_owned(), |s| format!("{:.0}%", s * 100.0))
 }

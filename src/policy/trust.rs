@@ -40,8 +40,9 @@ pub const RESERVED_CLAIMS: &[&str] = &[
 pub struct Grant {
     /// Possible `aud` values of the issued token (none with `github`).
     pub audience: Vec<String>,
-    /// A GitHub installation token instead of a broker token.
-    pub github: Option<GitHubGrant>,
+    /// A GitHub installation token instead of a broker token. Boxed: most policies grant
+    /// none, and inline it made every compiled policy 72 bytes larger.
+    pub github: Option<Box<GitHubGrant>>,
     /// Scopes it may carry.
     pub scopes: Vec<String>,
     /// Lifetime ceiling, if the policy sets one.
@@ -369,7 +370,7 @@ fn compile_github_grant(
     }
     Ok(Grant {
         audience: Vec::new(),
-        github: Some(GitHubGrant::compile(github, apps)?),
+        github: Some(Box::new(GitHubGrant::compile(github, apps)?)),
         scopes: Vec::new(),
         ttl: None,
         subject: None,

@@ -121,26 +121,28 @@ impl AuditTrail {
     /// A request answered a moment ago is found even if the indexer has not reached it.
     pub async fn by_request(&self, request_id: &str) -> Result<Vec<AuditRecord>, StorageError> {
         let mut rows = self.store.audit_by_request(request_id).await?;
-        if rows.is_empty() && self.wait_indexed(READ_YOUR_DECISION).await {
+        if rows.is_empty() && self.journal.is_some() {
+            // Read again even when the wait returns at once: the indexer may have reached the
+            // record between the read above and the wait's check, and then nothing waits.
+            self.wait_indexed(READ_YOUR_DECISION).await;
             rows = self.store.audit_by_request(request_id).await?;
         }
         self.resolve(rows, |_| true).await
     }
 
-    /// Waits, at most `limit`, until the index holds every record durable now; whether it
-    /// had to wait and got there.
-    async fn wait_indexed(&self, limit: Duration) -> bool {
+    /// Waits, at most `limit`, until the index holds every record durable now.
+    async fn wait_indexed(&self, limit: Duration) {
         let Some(journal) = &self.journal else {
-            return false;
+            return;
         };
         let durable = journal.reader.durable_seq();
         if *journal.indexed.borrow() >= durable {
-            return false;
+            return;
         }
         let _ = journal.wake_indexer.try_send(super::indexer::Wake::Nudge);
         let mut indexed = journal.indexed.clone();
         let reached = indexed.wait_for(|seq| *seq >= durable);
-        tokio::time::timeout(limit, reached).await.is_ok()
+        let _ = tokio::time::timeout(limit, reached).await;
     }
 
     /// The whole events of rows that keep only part of theirs (those `whole` picks), read

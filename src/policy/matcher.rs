@@ -346,6 +346,12 @@ mod tests {
     use proptest::strategy::Strategy;
     use serde_json::json;
 
+    #[test]
+    fn a_matcher_is_no_bigger_than_its_largest_unboxed_variant() {
+        // A large policy set holds several matchers per policy (see `Matcher::Glob`).
+        assert!(std::mem::size_of::<Matcher>() <= 32);
+    }
+
     fn m(doc: MatcherDoc) -> Matcher {
         Matcher::compile(&doc).unwrap()
     }

@@ -420,6 +420,16 @@ mod tests {
     use crate::policy::{IssuerDoc, Limits, PolicySet};
     use serde_json::json;
 
+    #[test]
+    fn a_grant_keeps_no_github_grant_inline() {
+        // Most policies grant no GitHub token (see `Grant::github`).
+        assert_eq!(
+            std::mem::size_of::<Option<Box<GitHubGrant>>>(),
+            std::mem::size_of::<usize>()
+        );
+        assert!(std::mem::size_of::<Grant>() <= 112);
+    }
+
     /// One policy over one issuer; `Err` holds the field and reason.
     fn compile(issuer: Value, policy: Value) -> Result<Arc<TrustPolicy>, (String, String)> {
         let mut issuer_doc = json!({"name": "i", "audiences": ["sts"]});

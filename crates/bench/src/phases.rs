@@ -327,7 +327,7 @@ impl Run<'_> {
     }
 
     /// Runs `load` and measures the server's CPU, memory, disk writes and audit commits,
-    /// and this process's CPU.
+    /// this process's CPU, and the machine's idle share.
     async fn observe(
         &mut self,
         child: &Child,
@@ -676,7 +676,7 @@ impl Run<'_> {
     }
 }
 
-/// What one phase cost the server.
+/// What one phase cost the server, and what it left of the machine.
 struct Observed {
     cpu: Duration,
     /// The machine's idle share of its CPU time.

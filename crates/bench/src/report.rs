@@ -120,8 +120,7 @@ impl Table {
                 } else {
                     format!("**{}**", r.errors)
                 },
-                r.vs_ideal
-                    .map_or("—".to_owned(), |v| format!("{:.0}%", v * 100.0)),
+                percent(r.vs_ideal),
             );
         }
         out.push_str(

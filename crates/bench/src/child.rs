@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::floor::Floor;
 use crate::load;
 
 /// How long a process may take to answer its readiness probe.
@@ -195,21 +196,38 @@ async fn serve(launch: &Launch, home: &Path, port: u16, log: &str) -> anyhow::Re
     spawn(command, &home.join(log), port, "/readyz").await
 }
 
-/// Starts the ideal handler (this binary with `--ideal-server PORT`).
-pub async fn start_ideal(dir: &Path, durable_audit: bool) -> anyhow::Result<Child> {
+/// Starts the ideal handler (this binary with `--ideal-server PORT`), waiting for `durable`.
+pub async fn start_ideal(dir: &Path, durable: IdealDurable) -> anyhow::Result<Child> {
     let port = free_port()?;
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("--ideal-server").arg(port.to_string());
-    let name = match durable_audit {
-        true => "ideal-audit",
-        false => "ideal",
+    let name = match durable {
+        IdealDurable::None => "ideal",
+        IdealDurable::Journal => "ideal-audit",
+        IdealDurable::Floor(Floor::Wait) => "ideal-wait",
+        IdealDurable::Floor(Floor::Fsync) => "ideal-fsync",
+        IdealDurable::Floor(Floor::Overwrite) => "ideal-overwrite",
     };
-    if durable_audit {
+    if durable != IdealDurable::None {
         let home = dir.join(name);
         std::fs::create_dir_all(&home)?;
         command.arg("--ideal-audit-dir").arg(home);
     }
+    if let IdealDurable::Floor(floor) = durable {
+        command.arg("--ideal-floor").arg(floor.arg());
+    }
     spawn(command, &dir.join(format!("{name}.log")), port, "/healthz").await
+}
+
+/// What the ideal handler waits for before it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdealDurable {
+    /// Nothing.
+    None,
+    /// Its audit record, through the broker's journal and index.
+    Journal,
+    /// A bare group commit (see [`crate::floor`]).
+    Floor(Floor),
 }
 
 async fn spawn(mut command: Command, log: &Path, port: u16, probe: &str) -> anyhow::Result<Child> {

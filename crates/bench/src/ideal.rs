@@ -6,7 +6,8 @@
 //! With `--ideal-audit-dir`, it also waits for one durable audit record per exchange, made
 //! durable by the broker's own audit trail (journal group commit, SQLite index) in that
 //! folder: the least an exchange costs once the durability requirement is added, and nothing
-//! else of the broker.
+//! else of the broker. With `--ideal-floor` as well, it waits instead for a bare group
+//! commit in that folder ([`crate::floor`]): the broker's mechanics without its records.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -25,17 +26,25 @@ use sts_broker::audit::{AuditEvent, Decision};
 use sts_broker::jose::{b64url, b64url_decode};
 use sts_broker::trail::AuditWriter;
 
+use crate::floor::{Floor, GroupCommit};
+
 struct Keys {
     inbound: ParsedPublicKey,
     signing: EcdsaKeyPair,
     rng: SystemRandom,
     audit: Option<AuditWriter>,
+    floor: Option<GroupCommit>,
     metrics: Arc<sts_broker::metrics::Metrics>,
 }
 
 /// Serves `POST /token` and `GET /healthz` on `port` until killed; with `audit_dir`, every
-/// exchange waits for its audit record's group commit to the journal in that folder.
-pub async fn serve(port: u16, audit_dir: Option<&Path>) -> anyhow::Result<()> {
+/// exchange waits for its audit record's group commit to the journal in that folder, or
+/// with `floor` too, for a bare group commit there.
+pub async fn serve(
+    port: u16,
+    audit_dir: Option<&Path>,
+    floor: Option<Floor>,
+) -> anyhow::Result<()> {
     let rsa = crate::issuer::rsa_key()?;
     let der = rsa
         .public_key()
@@ -49,15 +58,17 @@ pub async fn serve(port: u16, audit_dir: Option<&Path>) -> anyhow::Result<()> {
     let signing = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
         .map_err(|e| anyhow::anyhow!("ES256 key: {e}"))?;
     let metrics = Arc::new(sts_broker::metrics::Metrics::new());
-    let audit = match audit_dir {
-        Some(dir) => Some(audit_writer(dir, metrics.clone()).await?),
-        None => None,
+    let (audit, floor) = match (audit_dir, floor) {
+        (Some(dir), Some(floor)) => (None, Some(GroupCommit::start(floor, dir)?)),
+        (Some(dir), None) => (Some(audit_writer(dir, metrics.clone()).await?), None),
+        (None, _) => (None, None),
     };
     let keys = web::Data::new(Keys {
         inbound,
         signing,
         rng,
         audit,
+        floor,
         metrics,
     });
     let listener = TcpListener::bind(("127.0.0.1", port)).context("binding the ideal handler")?;
@@ -111,8 +122,12 @@ async fn token(body: web::Bytes, keys: web::Data<Keys>) -> HttpResponse {
     if let Some(audit) = &keys.audit
         && audit.record(record).await.is_err()
     {
-        return HttpResponse::ServiceUnavailable()
-            .json(json!({"error": "temporarily_unavailable"}));
+        return unavailable();
+    }
+    if let Some(floor) = &keys.floor
+        && floor.wait().await.is_err()
+    {
+        return unavailable();
     }
     HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
@@ -123,6 +138,10 @@ async fn token(body: web::Bytes, keys: web::Data<Keys>) -> HttpResponse {
             "expires_in": 900,
             "scope": "read deploy:write",
         }))
+}
+
+fn unavailable() -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(json!({"error": "temporarily_unavailable"}))
 }
 
 /// The issued token and the facts an audit record keeps about the exchange.

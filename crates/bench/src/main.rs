@@ -17,6 +17,7 @@
 mod child;
 mod crash;
 mod disk;
+mod floor;
 mod ideal;
 mod issuer;
 mod load;
@@ -68,6 +69,9 @@ pub struct Args {
     /// this folder, through the broker's audit trail (journal and index).
     #[arg(long, hide = true)]
     pub ideal_audit_dir: Option<PathBuf>,
+    /// Internal, with --ideal-audit-dir: a bare group commit there instead of the audit trail.
+    #[arg(long, hide = true, value_enum)]
+    pub ideal_floor: Option<floor::Floor>,
 }
 
 impl Args {
@@ -97,9 +101,11 @@ impl Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(port) = args.ideal_server {
-        return child_exit(
-            server_runtime().block_on(ideal::serve(port, args.ideal_audit_dir.as_deref())),
-        );
+        return child_exit(server_runtime().block_on(ideal::serve(
+            port,
+            args.ideal_audit_dir.as_deref(),
+            args.ideal_floor,
+        )));
     }
     // The load generator and the fake issuer's control live on one thread: the servers under
     // test get the rest of the machine.

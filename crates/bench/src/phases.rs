@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::Args;
-use crate::child::{self, Child, Launch, Workdir};
+use crate::child::{self, Child, IdealDurable, Launch, Workdir};
+use crate::floor::Floor;
 use crate::issuer::{FakeIssuer, Minted};
 use crate::load::{self, Outcome, Requests};
 use crate::policies::{self, Shape};
@@ -98,7 +99,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
     );
 
     eprintln!("bench: ideal handler…");
-    let ideal = child::start_ideal(run.work.path(), false).await?;
+    let ideal = child::start_ideal(run.work.path(), IdealDurable::None).await?;
     let peak = run
         .measure(
             "ideal",
@@ -112,7 +113,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
         .await?;
     drop(ideal);
     eprintln!("bench: ideal handler + durable journal…");
-    let ideal = child::start_ideal(run.work.path(), true).await?;
+    let ideal = child::start_ideal(run.work.path(), IdealDurable::Journal).await?;
     let peak = run.measure(
         IDEAL_AUDIT,
         "as ideal, + one audit record per exchange, group-committed to the journal (fsync), indexed in SQLite".into(),
@@ -131,6 +132,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
     )
     .await?;
     drop(ideal);
+    run.floors(&small_tokens).await?;
 
     let small_set = PolicySet {
         files: &small_files,
@@ -172,12 +174,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
             &small_set,
         ),
     ];
-    let chosen = |variant: &str| {
-        args.only
-            .as_ref()
-            .is_none_or(|o| variant.contains(o.as_str()))
-    };
-    for (variant, launch, alg, set) in brokers.into_iter().filter(|b| chosen(b.0)) {
+    for (variant, launch, alg, set) in brokers.into_iter().filter(|b| chosen(args, b.0)) {
         let Some(launch) = launch else {
             continue;
         };
@@ -204,7 +201,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Table> {
                 .await?;
         }
     }
-    if chosen("crash consistency") {
+    if chosen(args, "crash consistency") {
         run.crash_rounds(&serve(""), &small_set).await?;
     }
     run.targets();
@@ -260,6 +257,18 @@ impl Run<'_> {
             Ok(Err(e)) => eprintln!("bench: the disk floor could not be measured: {e}"),
             Err(e) => eprintln!("bench: the disk floor could not be measured: {e}"),
         }
+    }
+
+    /// The bare group commits beside the ideal + durable journal (peak only).
+    async fn floors(&mut self, tokens: &[Minted]) -> anyhow::Result<()> {
+        for (variant, floor, setup) in FLOORS.into_iter().filter(|f| chosen(self.args, f.0)) {
+            eprintln!("bench: {variant}…");
+            let ideal = child::start_ideal(self.work.path(), IdealDurable::Floor(floor)).await?;
+            let ideal_rate = ideal_rate(&self.table);
+            self.measure(variant, setup.into(), &ideal, tokens, Some(ideal_rate))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Cold path (for brokers), warm-up, then a closed-loop peak; pushes the row.
@@ -529,6 +538,27 @@ impl Run<'_> {
                 Some(ratio >= 0.90),
             ));
         }
+        if let Some(ideal) = get("ideal") {
+            let floors: Vec<String> = FLOORS
+                .iter()
+                .filter_map(|(variant, _, _)| {
+                    let row = get(variant)?;
+                    Some(format!(
+                        "{} {:.0}% ({:+.0} µs)",
+                        variant.trim_start_matches("ideal + "),
+                        row.rate / ideal.rate * 100.0,
+                        row.cpu_us - ideal.cpu_us
+                    ))
+                })
+                .collect();
+            if !floors.is_empty() {
+                out.push((
+                    "the durable write's floor at this load: bare group commits ÷ ideal (CPU per exchange against the ideal's)".to_owned(),
+                    floors.join("; "),
+                    None,
+                ));
+            }
+        }
         if let (Some(durable), Some(es)) = (get(IDEAL_AUDIT), get("broker ES256")) {
             out.push((
                 "broker ES256 vs ideal + durable journal (throughput, CPU)".to_owned(),
@@ -687,6 +717,33 @@ struct Observed {
 
 /// The ideal handler with the durability requirement added.
 const IDEAL_AUDIT: &str = "ideal + durable journal";
+
+/// The durable journal row's cost, split: the mechanics and a sync's latency, then the
+/// disk's work into new space (as the journal), then into space written before.
+const FLOORS: [(&str, Floor, &str); 3] = [
+    (
+        "ideal + bare wait",
+        Floor::Wait,
+        "as ideal, + a wait per exchange for a group commit thread by the journal's mechanics (channel, 200 µs gather, oneshot answer) that sleeps 0.2 ms, a sync's wall time, instead of any I/O",
+    ),
+    (
+        "ideal + bare fsync",
+        Floor::Fsync,
+        "as bare wait, but the thread writes 512 B per exchange into a preallocated file and fdatasyncs once per group, as the journal must: no encoding, framing or index",
+    ),
+    (
+        "ideal + bare fsync, written blocks",
+        Floor::Overwrite,
+        "as bare fsync, into blocks written before: no sync converts a preallocated extent",
+    ),
+];
+
+/// Whether `--only` selects this variant (every variant without it).
+fn chosen(args: &Args, variant: &str) -> bool {
+    args.only
+        .as_ref()
+        .is_none_or(|o| variant.contains(o.as_str()))
+}
 
 fn ideal_rate(table: &Table) -> f64 {
     table.row("ideal").map_or(f64::NAN, |r| r.rate)

@@ -9,7 +9,8 @@
 //! One run starts a fake OIDC issuer (in this process), then, one after another, each
 //! variant as its own process: the real `sts-broker serve` (ES256, RS256, EdDSA signing;
 //! 10 and 10,000 policies; `fsync` and `os` audit durability), and an "ideal" handler
-//! (verify RS256, sign ES256, nothing else; and with the broker's durable audit trail). A
+//! (verify RS256, sign ES256, nothing else; with the broker's durable audit trail; and with
+//! bare group commits that bound that trail's cost from below). A
 //! keep-alive HTTP/1.1 load generator in this process drives `POST /token` against each;
 //! server CPU and RSS come from `/proc`. The result is a Markdown table on stdout.
 #![forbid(unsafe_code)]

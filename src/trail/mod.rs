@@ -24,7 +24,7 @@ use crate::storage::{Storage, StorageError};
 
 pub use indexer::IndexError;
 pub use queries::{AuditPage, AuditTrail, MAX_PAGE, Whole};
-pub use writer::{AuditError, AuditWriter};
+pub use writer::{AuditError, AuditWriter, GATHER, MAX_BATCH};
 
 use indexer::Indexer;
 use queries::Journaled;

@@ -20,13 +20,13 @@ use crate::audit::AuditEvent;
 use crate::metrics::Metrics;
 
 /// Most records in one group; also bounds the memory a stalled disk can pin.
-const MAX_BATCH: usize = 1024;
+pub const MAX_BATCH: usize = 1024;
 /// How long a commit waits for more records once concurrent exchanges are seen (the batch
 /// already holds more than one). Each write costs the same sync whatever its size; on the
 /// benchmark's 2-core machine, without the wait groups averaged 4 records, with it 14, and
 /// CPU per exchange fell by ~8 µs. Longer waits cost more latency than they save (1 ms:
 /// -30% throughput with 32 connections). A lone exchange never waits.
-const GATHER: Duration = Duration::from_micros(200);
+pub const GATHER: Duration = Duration::from_micros(200);
 /// Records waiting for the writer; senders wait (backpressure) beyond this.
 const QUEUE: usize = 8192;
 /// How often an idle committer syncs what `os` durability left unsynced, and, after a

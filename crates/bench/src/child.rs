@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use clap::ValueEnum;
 
 use crate::floor::Floor;
 use crate::load;
@@ -201,20 +202,22 @@ pub async fn start_ideal(dir: &Path, durable: IdealDurable) -> anyhow::Result<Ch
     let port = free_port()?;
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("--ideal-server").arg(port.to_string());
-    let name = match durable {
-        IdealDurable::None => "ideal",
-        IdealDurable::Journal => "ideal-audit",
-        IdealDurable::Floor(Floor::Wait) => "ideal-wait",
-        IdealDurable::Floor(Floor::Fsync) => "ideal-fsync",
-        IdealDurable::Floor(Floor::Overwrite) => "ideal-overwrite",
+    let floor = match durable {
+        IdealDurable::Floor(floor) => floor.to_possible_value().map(|v| v.get_name().to_owned()),
+        _ => None,
+    };
+    let name = match (durable, &floor) {
+        (IdealDurable::None, _) => "ideal".to_owned(),
+        (_, Some(floor)) => format!("ideal-{floor}"),
+        (_, None) => "ideal-audit".to_owned(),
     };
     if durable != IdealDurable::None {
-        let home = dir.join(name);
+        let home = dir.join(&name);
         std::fs::create_dir_all(&home)?;
         command.arg("--ideal-audit-dir").arg(home);
     }
-    if let IdealDurable::Floor(floor) = durable {
-        command.arg("--ideal-floor").arg(floor.arg());
+    if let Some(floor) = &floor {
+        command.arg("--ideal-floor").arg(floor);
     }
     spawn(command, &dir.join(format!("{name}.log")), port, "/healthz").await
 }

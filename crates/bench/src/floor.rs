@@ -18,12 +18,9 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use sts_broker::trail::{GATHER, MAX_BATCH};
 use tokio::sync::oneshot;
 
-/// The broker's gather wait (`src/trail/writer.rs`).
-const GATHER: Duration = Duration::from_micros(200);
-/// The broker's largest group.
-const MAX_BATCH: usize = 1024;
 /// Bytes written per exchange: about a journal record's.
 const RECORD: usize = 512;
 /// The file written, preallocated once; writes wrap around at its end.
@@ -44,17 +41,6 @@ pub enum Floor {
     Fsync,
     /// As [`Floor::Fsync`], into blocks already written.
     Overwrite,
-}
-
-impl Floor {
-    /// Its command-line value.
-    pub fn arg(self) -> &'static str {
-        match self {
-            Floor::Wait => "wait",
-            Floor::Fsync => "fsync",
-            Floor::Overwrite => "overwrite",
-        }
-    }
 }
 
 /// Hands exchanges to the committer thread.
